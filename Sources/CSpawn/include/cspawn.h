@@ -1,0 +1,148 @@
+// cspawn.h — the whole C ABI of AsyncSpawn's spawn engine.
+//
+// The engine creates one child with clone(CLONE_VM|CLONE_VFORK) on a private
+// stack, applies the settings of a `cspawn_config` in the child (see child.c for
+// the order), and execs. Everything the child needs is prepared by the caller
+// (the parent) in a `cspawn_config`: the child only reads it, allocates nothing
+// and takes no lock.
+//
+// Ownership: every pointer in `cspawn_config` is owned by the caller and must
+// stay valid until `cspawn_spawn` returns. Descriptors returned in
+// `cspawn_result` (the pidfd) belong to the caller.
+//
+// The engine never calls back into Swift.
+
+#ifndef CSPAWN_H
+#define CSPAWN_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// The child setup steps, in the order the child performs them. A failing step
+/// is reported to the parent as `{step, errno}`.
+typedef enum {
+    CSPAWN_STEP_NONE = 0,
+    CSPAWN_STEP_CLONE,        // parent: clone() itself failed
+    CSPAWN_STEP_PIPE,         // parent: the error pipe could not be created
+    CSPAWN_STEP_STACK,        // parent: the child stack could not be mapped
+    CSPAWN_STEP_SIGNALS,      // child: resetting signal dispositions
+    CSPAWN_STEP_SETSID,       // child: setsid()
+    CSPAWN_STEP_SETPGID,      // child: setpgid(0, 0)
+    CSPAWN_STEP_SETRLIMIT,    // child: prlimit64() on itself
+    CSPAWN_STEP_CHDIR,        // child: chdir()
+    CSPAWN_STEP_SETGROUPS,    // child: setgroups()
+    CSPAWN_STEP_SETGID,       // child: setresgid()
+    CSPAWN_STEP_SETUID,       // child: setresuid()
+    CSPAWN_STEP_PDEATHSIG,    // child: prctl(PR_SET_PDEATHSIG) or the parent already died
+    CSPAWN_STEP_DUP2,         // child: moving descriptors into place
+    CSPAWN_STEP_CLOSE_FDS,    // child: closing every other descriptor
+    CSPAWN_STEP_NO_NEW_PRIVS, // child: prctl(PR_SET_NO_NEW_PRIVS)
+    CSPAWN_STEP_SIGMASK,      // child: clearing the signal mask
+    CSPAWN_STEP_SECCOMP,      // child: seccomp(SECCOMP_SET_MODE_FILTER)
+    CSPAWN_STEP_EXEC,         // child: execve()
+    CSPAWN_STEP_REPORT,       // parent: the child's report was malformed
+} cspawn_step;
+
+/// Process group placement of the child.
+typedef enum {
+    CSPAWN_GROUP_SESSION = 0, // setsid(): new session and group, no controlling tty
+    CSPAWN_GROUP_NEW = 1,     // setpgid(0, 0): new group in the parent's session
+    CSPAWN_GROUP_INHERIT = 2, // stay in the parent's group
+} cspawn_group_mode;
+
+/// One resource limit to set in the child with prlimit64(0, resource, ...).
+/// Both values are final: the parent has already resolved "leave as is".
+typedef struct {
+    int resource;  // RLIMIT_*
+    uint64_t soft; // RLIM64_INFINITY for unlimited
+    uint64_t hard;
+} cspawn_rlimit;
+
+/// One descriptor to place in the child: `source` (a descriptor of the parent,
+/// or -1 for "close `target`") becomes `target` without FD_CLOEXEC.
+typedef struct {
+    int source;
+    int target;
+} cspawn_fd_map;
+
+/// Everything the child needs. Read-only for the child.
+typedef struct {
+    const char *path;         // resolved executable path (no PATH lookup in the child)
+    char *const *argv;        // NULL-terminated
+    char *const *envp;        // NULL-terminated
+
+    int group_mode;           // cspawn_group_mode
+    const cspawn_rlimit *rlimits;
+    int rlimit_count;
+
+    const char *cwd;          // NULL: unchanged
+
+    int set_groups;           // non-zero: setgroups(group_count, groups)
+    const gid_t *groups;
+    int group_count;
+    int set_gid;              // non-zero: setresgid(gid, gid, gid)
+    gid_t gid;
+    int set_uid;              // non-zero: setresuid(uid, uid, uid)
+    uid_t uid;
+
+    int death_signal;         // 0: none; else PR_SET_PDEATHSIG with this signal
+    pid_t parent_pid;         // getpid() of the parent, for the death-signal race check
+
+    const cspawn_fd_map *fds; // applied in order after all sources are moved out of the way
+    int fd_count;
+    // Targets that stay open in the child, sorted ascending, including 0, 1, 2
+    // when mapped. Every other descriptor is closed at exec.
+    const int *keep_fds;
+    int keep_count;
+
+    int no_new_privs;         // non-zero: PR_SET_NO_NEW_PRIVS (forced on with a filter)
+    const void *bpf;          // struct sock_filter[], NULL: no filter
+    unsigned short bpf_len;   // number of instructions
+} cspawn_config;
+
+/// What the parent learns.
+typedef struct {
+    pid_t pid;   // the child's pid, or -1 when no child exists any more
+    int pidfd;   // the child's pidfd (O_CLOEXEC), or -1 where pidfds are unavailable
+    int step;    // cspawn_step of the failure, CSPAWN_STEP_NONE on success
+    int error;   // errno of the failure
+    int pidfd_method; // 1: clone(CLONE_PIDFD), 2: pidfd_open, 0: none
+} cspawn_result;
+
+/// Creates the child and returns once it has exec'd or failed. Blocks all
+/// signals of the calling thread around clone(). On a child-side failure the
+/// child has been reaped and `result->pid` is -1. Returns 0 on success, -1 on
+/// failure (details in `result`).
+int cspawn_spawn(const cspawn_config *config, cspawn_result *result);
+
+/// The short name of a step ("exec", "chdir", ...), a static string.
+const char *cspawn_step_name(int step);
+
+/// waitid() on the child, optionally by pidfd, returning its rusage too.
+/// `nohang`: WNOHANG. Returns 1 when the child was reaped (status filled in), 0
+/// when it is still running, -1 with errno on error (ECHILD: someone else reaped it).
+/// `code` receives CLD_EXITED/CLD_KILLED/CLD_DUMPED, `status` the exit code or signal.
+int cspawn_wait(pid_t pid, int pidfd, int nohang, int *code, int *status,
+                int64_t *utime_us, int64_t *stime_us, int64_t *maxrss_kib);
+
+/// Sends `signal` to a process by pidfd (when >= 0) or pid. Returns 0 or -errno.
+int cspawn_signal(pid_t pid, int pidfd, int signal);
+
+/// Sends `signal` to the process group `pgid`. Returns 0 or -errno.
+int cspawn_signal_group(pid_t pgid, int signal);
+
+/// Sets the pipe buffer size (F_SETPIPE_SZ), best effort. Returns the new size or -errno.
+int cspawn_set_pipe_size(int fd, int size);
+
+/// Whether pidfds work on this kernel (probed once).
+int cspawn_pidfd_supported(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif // CSPAWN_H

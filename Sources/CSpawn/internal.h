@@ -1,0 +1,28 @@
+// internal.h — shared between spawn.c (parent side) and child.c (child side).
+#ifndef CSPAWN_INTERNAL_H
+#define CSPAWN_INTERNAL_H
+
+#include "cspawn.h"
+
+/// Upper bound on descriptor mappings; the child keeps a fixed array of this size
+/// on its stack because it must not allocate.
+#define CSPAWN_MAX_FDS 256
+
+/// What the child reports through the error pipe when a step fails. Written
+/// once, smaller than PIPE_BUF, so the write is atomic.
+typedef struct {
+    int32_t step;
+    int32_t error;
+} _cspawn_report;
+
+/// The child's whole input: the caller's config and the write end of the
+/// close-on-exec error pipe.
+typedef struct {
+    const cspawn_config *config;
+    int report_fd;
+} _cspawn_child_context;
+
+/// The child's entry point (child.c). Never returns: it execs or _exits.
+int _cspawn_child(void *context);
+
+#endif
