@@ -240,3 +240,39 @@ int cspawn_pidfd_supported(void) {
     close((int)fd);
     return 1;
 }
+
+extern char **environ;
+
+char **cspawn_environ(void) { return environ; }
+
+#include <dirent.h>
+#include <stdio.h>
+
+int cspawn_group_has_live_members(pid_t pgid) {
+    // kill(-pgid, 0) also succeeds for zombies, which can linger in a group until
+    // init reaps them; scan /proc for members that are not zombies.
+    DIR *proc = opendir("/proc");
+    if (!proc) return kill(-pgid, 0) == 0 ? 1 : 0;
+    int live = 0;
+    struct dirent *entry;
+    char path[64], buffer[512];
+    while (!live && (entry = readdir(proc))) {
+        if (entry->d_name[0] < '1' || entry->d_name[0] > '9') continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", entry->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, buffer, sizeof buffer - 1);
+        close(fd);
+        if (n <= 0) continue;
+        buffer[n] = 0;
+        // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        char *close_paren = strrchr(buffer, ')');
+        if (!close_paren) continue;
+        char state = 0;
+        int ppid = 0, pgrp = 0;
+        if (sscanf(close_paren + 1, " %c %d %d", &state, &ppid, &pgrp) != 3) continue;
+        if (pgrp == pgid && state != 'Z' && state != 'X') live = 1;
+    }
+    closedir(proc);
+    return live;
+}

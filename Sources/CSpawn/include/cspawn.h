@@ -141,8 +141,16 @@ int cspawn_set_pipe_size(int fd, int size);
 /// Whether pidfds work on this kernel (probed once).
 int cspawn_pidfd_supported(void);
 
+/// 1 when the process group `pgid` has a member that is not a zombie, else 0.
+int cspawn_group_has_live_members(pid_t pgid);
+
+/// This process's `environ`.
+char **cspawn_environ(void);
+
 #ifdef __cplusplus
 }
 #endif
+
+#include "cspawn_io.h"
 
 #endif // CSPAWN_H

@@ -1,0 +1,207 @@
+import CSpawn
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A child just started, with the parent's pipe ends.
+struct Launched: Sendable {
+    let child: ChildProcess
+    let pipes: [PipeEnd]
+
+    func close() {
+        for p in pipes { p.close() }
+        child.core.close()
+    }
+}
+
+enum Launcher {
+    static func validate(_ c: Configuration) throws(SpawnError) {
+        if c.executable.isEmpty { throw .invalid("the executable is empty") }
+        if c.executable.utf8.contains(0) { throw .invalid("the executable contains a NUL byte") }
+        for (i, a) in c.arguments.enumerated() where a.utf8.contains(0) {
+            throw .invalid("argument \(i + 1) contains a NUL byte: \(a.debugDescription)")
+        }
+        if let a0 = c.argument0, a0.utf8.contains(0) { throw .invalid("argv[0] contains a NUL byte") }
+        for (name, value) in c.environment.edits {
+            if name.isEmpty || name.contains("=") || name.utf8.contains(0) {
+                throw .invalid("invalid environment variable name \(name.debugDescription)")
+            }
+            if let value, value.utf8.contains(0) {
+                throw .invalid("environment variable \(name) contains a NUL byte")
+            }
+        }
+        if case .custom(let vars) = c.environment.base {
+            for (name, value) in vars {
+                if name.isEmpty || name.contains("=") || name.utf8.contains(0) {
+                    throw .invalid("invalid environment variable name \(name.debugDescription)")
+                }
+                if value.utf8.contains(0) { throw .invalid("environment variable \(name) contains a NUL byte") }
+            }
+        }
+        if let cwd = c.workingDirectory, cwd.isEmpty || cwd.utf8.contains(0) {
+            throw .invalid("invalid working directory \(cwd.debugDescription)")
+        }
+        if let limit = c.outputLimit, limit < 0 { throw .invalid("output limit \(limit) is negative") }
+        if let t = c.timeout, t < .zero { throw .invalid("timeout \(t) is negative") }
+        if c.teardown.grace < .zero { throw .invalid("teardown grace \(c.teardown.grace) is negative") }
+        if c.drainTimeout < .zero { throw .invalid("drain timeout \(c.drainTimeout) is negative") }
+        if c.teardown.signal.rawValue < 1 || c.teardown.signal.rawValue > 64 {
+            throw .invalid("teardown signal \(c.teardown.signal.rawValue) is not a signal")
+        }
+        if c.maximumLineLength < 1 { throw .invalid("maximum line length must be positive") }
+        var targets = Set<Int32>()
+        for m in c.extraFileDescriptors {
+            if m.target < 3 { throw .invalid("descriptor target \(m.target): use standardInput/Output/Error for 0, 1, 2") }
+            if m.source < 0 { throw .invalid("descriptor source \(m.source) is negative") }
+            if fcntl(m.source, F_GETFD) < 0 { throw .invalid("descriptor source \(m.source) is not open") }
+            if !targets.insert(m.target).inserted { throw .invalid("descriptor target \(m.target) is mapped twice") }
+        }
+        if c.extraFileDescriptors.count > 250 { throw .invalid("too many descriptor mappings (at most 250)") }
+        if let bpf = c.seccompFilter?.bytes {
+            if bpf.isEmpty || bpf.count % 8 != 0 || bpf.count / 8 > 4096 {
+                throw .invalid("the seccomp program must hold 1...4096 instructions of 8 bytes (got \(bpf.count) bytes)")
+            }
+        }
+        for source in [c.standardInput] {
+            if case .fileDescriptor(let fd) = source, fcntl(fd, F_GETFD) < 0 {
+                throw .invalid("stdin descriptor \(fd) is not open")
+            }
+        }
+        for (name, dest) in [("stdout", c.standardOutput), ("stderr", c.standardError)] {
+            if case .fileDescriptor(let fd) = dest, fcntl(fd, F_GETFD) < 0 {
+                throw .invalid("\(name) descriptor \(fd) is not open")
+            }
+        }
+    }
+
+    static func launch(_ c: Configuration) async throws(SpawnError) -> Launched {
+        try validate(c)
+        let rlimits = try c.limits.resolved()
+        let env = c.environment.resolved()
+        let path = try resolveExecutable(c.executable, path: env.first(where: { $0.0 == "PATH" })?.1)
+        let argv = [c.argument0 ?? c.executable] + c.arguments
+        let envp = env.map { "\($0.0)=\($0.1)" }
+
+        // Descriptors created here are all O_CLOEXEC; `toClose` are the child's
+        // ends, closed in the parent once the child exists.
+        var toClose: [Int32] = []
+        var parentEnds: [Int32] = []
+        func cleanup() {
+            for fd in toClose { Glibc.close(fd) }
+            for fd in parentEnds { Glibc.close(fd) }
+        }
+        var nullFD: Int32 = -1
+        func null() throws(SpawnError) -> Int32 {
+            if nullFD >= 0 { return nullFD }
+            let fd = cspawn_open_null()
+            if fd < 0 { throw SpawnError.system("open /dev/null", -fd) }
+            nullFD = fd
+            toClose.append(fd)
+            return fd
+        }
+        func makePipe(parentReads: Bool) throws(SpawnError) -> (parent: Int32, child: Int32) {
+            var fds: [Int32] = [-1, -1]
+            let r = fds.withUnsafeMutableBufferPointer { cspawn_pipe($0.baseAddress, parentReads ? 1 : 0, parentReads ? 0 : 1) }
+            if r < 0 { throw SpawnError.system("pipe", -r) }
+            let parent = parentReads ? fds[0] : fds[1]
+            let child = parentReads ? fds[1] : fds[0]
+            parentEnds.append(parent)
+            toClose.append(child)
+            return (parent, child)
+        }
+
+        var plan: [(source: Int32, target: Int32)] = []
+        var stdinEnd: Int32 = -1, stdoutEnd: Int32 = -1, stderrEnd: Int32 = -1
+        do {
+            switch c.standardInput {
+            case .pipe:
+                let p = try makePipe(parentReads: false)
+                stdinEnd = p.parent
+                plan.append((p.child, 0))
+            case .null: plan.append((try null(), 0))
+            case .inherit: plan.append((0, 0))
+            case .fileDescriptor(let fd): plan.append((fd, 0))
+            }
+            for (target, dest) in [(Int32(1), c.standardOutput), (Int32(2), c.standardError)] {
+                switch dest {
+                case .pipe:
+                    let p = try makePipe(parentReads: true)
+                    if target == 1 { stdoutEnd = p.parent } else { stderrEnd = p.parent }
+                    plan.append((p.child, target))
+                case .null: plan.append((try null(), target))
+                case .inherit: plan.append((target, target))
+                case .fileDescriptor(let fd): plan.append((fd, target))
+                }
+            }
+        } catch {
+            cleanup()
+            throw error
+        }
+        for m in c.extraFileDescriptors { plan.append((m.source, m.target)) }
+
+        let bpf = c.seccompFilter?.bytes
+        let prepared = PreparedSpawn(
+            path: path, argv: argv, envp: envp, cwd: c.workingDirectory, group: c.processGroup,
+            rlimits: rlimits, credentials: c.credentials, deathSignal: c.dieWithParent ? SIGKILL : 0,
+            fds: plan, noNewPrivs: c.noNewPrivileges || bpf != nil, bpf: bpf)
+
+        let started = ContinuousClock.now
+        // Spawn on the reactor thread: it never exits, so PR_SET_PDEATHSIG (tied to
+        // the creating thread) fires only when this process dies.
+        let result = await Reactor.shared.perform { () -> cspawn_result in
+            var result = cspawn_result()
+            withExtendedLifetime(prepared) {
+                _ = withUnsafePointer(to: &prepared.config) { cspawn_spawn($0, &result) }
+            }
+            return result
+        }
+        for fd in toClose { Glibc.close(fd) }
+        toClose.removeAll()
+        if result.step != Int32(CSPAWN_STEP_NONE.rawValue) {
+            for fd in parentEnds { Glibc.close(fd) }
+            let step = String(cString: cspawn_step_name(result.step))
+            let childSide = result.step >= Int32(CSPAWN_STEP_SIGNALS.rawValue) && result.step != Int32(CSPAWN_STEP_REPORT.rawValue)
+            let e = result.error
+            var message = "\(step): \(SpawnError.describe(errno: e)) (errno \(e))"
+            if step == "exec" { message = "exec \(path): \(SpawnError.describe(errno: e)) (errno \(e))" }
+            if step == "chdir", let cwd = c.workingDirectory { message = "chdir \(cwd): \(SpawnError.describe(errno: e)) (errno \(e))" }
+            throw SpawnError(code: childSide ? .childSetupFailed : .spawnFailed, step: step, errno: e, message: message)
+        }
+
+        let group: Int32? = c.processGroup == .inherit ? nil : result.pid
+        let cpuSoft = rlimits.first(where: { $0.resource == 0 /* RLIMIT_CPU */ })?.soft
+        let core = ProcessCore(pid: result.pid, pidfd: result.pidfd, group: group, configuration: c,
+                               cpuSoftLimitSeconds: cpuSoft, started: started)
+        Reactor.shared.watchExit(pid: result.pid, pidfd: result.pidfd) { core.exited($0) }
+
+        var pipes: [PipeEnd] = []
+        func end(_ fd: Int32) -> PipeEnd? {
+            guard fd >= 0 else { return nil }
+            let p = PipeEnd(fd: fd)
+            pipes.append(p)
+            return p
+        }
+        let out = end(stdoutEnd), err = end(stderrEnd), input = end(stdinEnd)
+        if stdoutEnd >= 0 { core.registerStream(fd: stdoutEnd) }
+        if stderrEnd >= 0 { core.registerStream(fd: stderrEnd) }
+        let child = ChildProcess(
+            core: core,
+            standardOutput: ChildOutput(pipe: out, core: core, limit: c.outputLimit, maximumLineLength: c.maximumLineLength),
+            standardError: ChildOutput(pipe: err, core: core, limit: c.outputLimit, maximumLineLength: c.maximumLineLength),
+            standardInput: StandardInputWriter(pipe: input))
+
+        if let timeout = c.timeout {
+            let task = Task {
+                do {
+                    try await Task.sleep(for: timeout)
+                    core.beginTeardown(.timeout)
+                } catch {}
+            }
+            core.setTimeoutTask(task)
+        }
+        return Launched(child: child, pipes: pipes)
+    }
+}

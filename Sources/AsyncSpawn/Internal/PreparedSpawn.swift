@@ -1,0 +1,130 @@
+import CSpawn
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The C-side input of one spawn, built entirely in the parent: the resolved
+/// path, argv, envp, limits, the fd plan and the filter, in memory owned by this
+/// object. The child only reads it.
+final class PreparedSpawn: @unchecked Sendable {
+    // @unchecked: immutable after init; used by one thread at a time (built on the
+    // caller's task, read on the reactor thread while the caller awaits).
+    var config = cspawn_config()
+    private var allocations: [UnsafeMutableRawPointer] = []
+
+    let path: String
+
+    init(path: String, argv: [String], envp: [String], cwd: String?,
+         group: ProcessGroup, rlimits: [(resource: Int32, soft: UInt64, hard: UInt64)],
+         credentials: Credentials?, deathSignal: Int32,
+         fds: [(source: Int32, target: Int32)], noNewPrivs: Bool, bpf: [UInt8]?) {
+        self.path = path
+        config.path = UnsafePointer(cString(path))
+        config.argv = UnsafePointer(cStringArray(argv))
+        config.envp = UnsafePointer(cStringArray(envp))
+        switch group {
+        case .newSession: config.group_mode = Int32(CSPAWN_GROUP_SESSION.rawValue)
+        case .newGroup: config.group_mode = Int32(CSPAWN_GROUP_NEW.rawValue)
+        case .inherit: config.group_mode = Int32(CSPAWN_GROUP_INHERIT.rawValue)
+        }
+        let limits = allocate(cspawn_rlimit.self, count: max(rlimits.count, 1))
+        for (i, r) in rlimits.enumerated() {
+            limits[i] = cspawn_rlimit(resource: r.resource, soft: r.soft, hard: r.hard)
+        }
+        config.rlimits = UnsafePointer(limits)
+        config.rlimit_count = Int32(rlimits.count)
+        config.cwd = cwd.map { UnsafePointer(cString($0)) }
+
+        if let credentials {
+            let dropping = credentials.userID != nil || credentials.groupID != nil
+            if let groups = credentials.supplementaryGroups ?? (dropping ? [] : nil) {
+                let g = allocate(gid_t.self, count: max(groups.count, 1))
+                for (i, v) in groups.enumerated() { g[i] = v }
+                config.set_groups = 1
+                config.groups = UnsafePointer(g)
+                config.group_count = Int32(groups.count)
+            }
+            if let gid = credentials.groupID {
+                config.set_gid = 1
+                config.gid = gid
+            }
+            if let uid = credentials.userID {
+                config.set_uid = 1
+                config.uid = uid
+            }
+        }
+        config.death_signal = deathSignal
+        config.parent_pid = getpid()
+
+        let maps = allocate(cspawn_fd_map.self, count: max(fds.count, 1))
+        for (i, m) in fds.enumerated() { maps[i] = cspawn_fd_map(source: m.source, target: m.target) }
+        config.fds = UnsafePointer(maps)
+        config.fd_count = Int32(fds.count)
+        let keep = fds.filter { $0.source >= 0 }.map(\.target).sorted()
+        let k = allocate(Int32.self, count: max(keep.count, 1))
+        for (i, v) in keep.enumerated() { k[i] = v }
+        config.keep_fds = UnsafePointer(k)
+        config.keep_count = Int32(keep.count)
+
+        config.no_new_privs = noNewPrivs ? 1 : 0
+        if let bpf, !bpf.isEmpty {
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: bpf.count, alignment: 8)
+            allocations.append(raw)
+            bpf.withUnsafeBytes { raw.copyMemory(from: $0.baseAddress!, byteCount: bpf.count) }
+            config.bpf = UnsafeRawPointer(raw)
+            config.bpf_len = UInt16(bpf.count / 8)
+        }
+    }
+
+    deinit {
+        for p in allocations { p.deallocate() }
+    }
+
+    private func allocate<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
+        let p = UnsafeMutablePointer<T>.allocate(capacity: count)
+        allocations.append(UnsafeMutableRawPointer(p))
+        return p
+    }
+
+    private func cString(_ s: String) -> UnsafeMutablePointer<CChar> {
+        let utf8 = Array(s.utf8)
+        let p = allocate(CChar.self, count: utf8.count + 1)
+        for (i, b) in utf8.enumerated() { p[i] = CChar(bitPattern: b) }
+        p[utf8.count] = 0
+        return p
+    }
+
+    private func cStringArray(_ strings: [String]) -> UnsafeMutablePointer<UnsafeMutablePointer<CChar>?> {
+        let array = allocate(UnsafeMutablePointer<CChar>?.self, count: strings.count + 1)
+        for (i, s) in strings.enumerated() { array[i] = cString(s) }
+        array[strings.count] = nil
+        return array
+    }
+}
+
+/// execvp's search, done in the parent: `name` with a `/` is used as is;
+/// otherwise each `PATH` entry (empty = current directory) is tried and the first
+/// executable regular file wins. Non-executable matches are skipped; when only
+/// such matches exist the error is EACCES, else ENOENT.
+func resolveExecutable(_ name: String, path: String?) throws(SpawnError) -> String {
+    if name.contains("/") { return name }
+    let search = path ?? "/usr/local/bin:/usr/bin:/bin"
+    var sawInaccessible = false
+    for dir in search.split(separator: ":", omittingEmptySubsequences: false) {
+        let base = dir.isEmpty ? "." : String(dir)
+        let candidate = base.hasSuffix("/") ? base + name : base + "/" + name
+        var st = stat()
+        guard stat(candidate, &st) == 0 else { continue }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { continue }
+        if access(candidate, X_OK) == 0 { return candidate }
+        sawInaccessible = true
+    }
+    let code: Int32 = sawInaccessible ? EACCES : ENOENT
+    throw SpawnError(code: .executableNotFound, step: "resolve", errno: code,
+                     message: sawInaccessible
+                         ? "resolve: \(name): found in PATH but not executable (errno \(code))"
+                         : "resolve: \(name): not found in PATH (errno \(code))")
+}

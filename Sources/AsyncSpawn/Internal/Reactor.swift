@@ -1,0 +1,213 @@
+import CSpawn
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// What the kernel reported for a reaped child, or why no status could be had.
+struct ExitInfo: Sendable {
+    var termination: Termination
+    var userMicroseconds: Int64
+    var systemMicroseconds: Int64
+    var maxRSSKiB: Int64
+}
+
+enum ExitResult: Sendable {
+    case reaped(ExitInfo)
+    /// waitid failed: ECHILD means another waiter reaped the child.
+    case failed(Int32)
+}
+
+/// The one background thread that serves every child: it owns an epoll set of
+/// pidfds and pipe descriptors, reaps children as their pidfds fire, and runs
+/// spawns (so every child is created from a thread that never exits, which
+/// `PR_SET_PDEATHSIG` requires). No thread per child; the cooperative pool never
+/// blocks on a descriptor: tasks suspend on a continuation that this thread resumes.
+final class Reactor: Sendable {
+    static let shared = Reactor()
+
+    private struct Waiter {
+        var id: UInt64
+        var continuation: CheckedContinuation<Bool, Never>
+    }
+
+    private struct ExitWatch {
+        var pid: Int32
+        var pidfd: Int32
+        var handler: @Sendable (ExitResult) -> Void
+    }
+
+    private struct State {
+        var waiters: [Int32: Waiter] = [:]
+        var exitWatches: [Int32: ExitWatch] = [:]  // by pidfd
+        var polled: [Int32: ExitWatch] = [:]  // by pid, where pidfds are unavailable
+        var jobs: [@Sendable () -> Void] = []
+        var nextID: UInt64 = 1
+    }
+
+    private let epollFD: Int32
+    private let wakeFD: Int32
+    private let state = Mutex(State())
+
+    private init() {
+        cspawn_ignore_sigpipe()
+        let ep = cspawn_epoll_create()
+        let wake = cspawn_eventfd()
+        precondition(ep >= 0 && wake >= 0, "AsyncSpawn: cannot create the reactor's epoll/eventfd")
+        epollFD = ep
+        wakeFD = wake
+        _ = cspawn_epoll_arm(epollFD, wakeFD, 0)
+        let box = Unmanaged.passRetained(ThreadStart { [self] in self.loop() })
+        var thread = pthread_t()
+        let r = pthread_create(&thread, nil, { raw in
+            let start = Unmanaged<ThreadStart>.fromOpaque(raw!).takeRetainedValue()
+            start.body()
+            return nil
+        }, box.toOpaque())
+        precondition(r == 0, "AsyncSpawn: cannot start the reactor thread (errno \(r))")
+        pthread_detach(thread)
+    }
+
+    // MARK: The thread
+
+    private func loop() {
+        cspawn_block_all_signals_in_thread()
+        cspawn_name_thread("asyncspawn")
+        var fds = [Int32](repeating: -1, count: 64)
+        while true {
+            let timeout: Int32 = state.withLock { $0.polled.isEmpty } ? -1 : 10
+            let n = fds.withUnsafeMutableBufferPointer {
+                cspawn_epoll_wait(epollFD, $0.baseAddress, 64, timeout)
+            }
+            if n < 0 { continue }
+            for i in 0..<Int(n) {
+                let fd = fds[i]
+                if fd == wakeFD {
+                    cspawn_eventfd_drain(wakeFD)
+                    _ = cspawn_epoll_arm(epollFD, wakeFD, 0)
+                    let jobs = state.withLock { s -> [@Sendable () -> Void] in
+                        let j = s.jobs
+                        s.jobs.removeAll()
+                        return j
+                    }
+                    for job in jobs { job() }
+                    continue
+                }
+                if let watch = state.withLock({ $0.exitWatches[fd] }) {
+                    reap(watch, rearm: true)
+                    continue
+                }
+                let waiter = state.withLock { $0.waiters.removeValue(forKey: fd) }
+                waiter?.continuation.resume(returning: true)
+            }
+            let polled = state.withLock { Array($0.polled.values) }
+            for watch in polled { reap(watch, rearm: false) }
+        }
+    }
+
+    private func reap(_ watch: ExitWatch, rearm: Bool) {
+        var code: Int32 = 0, status: Int32 = 0
+        var user: Int64 = 0, system: Int64 = 0, rss: Int64 = 0
+        let r = cspawn_wait(watch.pid, watch.pidfd, 1, &code, &status, &user, &system, &rss)
+        if r == 0 {
+            if rearm { _ = cspawn_epoll_arm(epollFD, watch.pidfd, 0) }
+            return
+        }
+        let result: ExitResult
+        if r < 0 {
+            result = .failed(errno)
+        } else {
+            let termination: Termination = code == CLD_EXITED ? .exited(status) : .signaled(Signal(rawValue: status))
+            result = .reaped(ExitInfo(termination: termination, userMicroseconds: user,
+                                      systemMicroseconds: system, maxRSSKiB: rss))
+        }
+        state.withLock {
+            if watch.pidfd >= 0 { $0.exitWatches[watch.pidfd] = nil } else { $0.polled[watch.pid] = nil }
+        }
+        if watch.pidfd >= 0 { _ = cspawn_epoll_forget(epollFD, watch.pidfd) }
+        watch.handler(result)
+    }
+
+    // MARK: API
+
+    /// Runs `body` on the reactor thread and returns its result.
+    func perform<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
+            state.withLock { $0.jobs.append { continuation.resume(returning: body()) } }
+            cspawn_eventfd_signal(wakeFD)
+        }
+    }
+
+    /// Calls `handler` on the reactor thread once the child has exited and been
+    /// reaped (by pidfd when there is one, else by polling `waitid(P_PID, WNOHANG)`).
+    func watchExit(pid: Int32, pidfd: Int32, handler: @escaping @Sendable (ExitResult) -> Void) {
+        let watch = ExitWatch(pid: pid, pidfd: pidfd, handler: handler)
+        state.withLock {
+            if pidfd >= 0 { $0.exitWatches[pidfd] = watch } else { $0.polled[pid] = watch }
+        }
+        if pidfd >= 0 {
+            _ = cspawn_epoll_arm(epollFD, pidfd, 0)
+        } else {
+            cspawn_eventfd_signal(wakeFD)  // switch the loop to its polling timeout
+        }
+    }
+
+    /// Suspends until `fd` is readable (or writable). Returns false when the wait
+    /// was aborted (``abortWait(fd:)``) or the task was cancelled.
+    func waitReady(fd: Int32, writable: Bool) async -> Bool {
+        let id = state.withLock { s -> UInt64 in
+            s.nextID += 1
+            return s.nextID
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let cancelled = state.withLock { s -> Bool in
+                    if Task.isCancelled { return true }
+                    if let old = s.waiters[fd] { old.continuation.resume(returning: false) }
+                    s.waiters[fd] = Waiter(id: id, continuation: continuation)
+                    return false
+                }
+                if cancelled {
+                    continuation.resume(returning: false)
+                    return
+                }
+                let r = cspawn_epoll_arm(epollFD, fd, writable ? 1 : 0)
+                if r < 0 {
+                    // Not pollable any more (closed): report ready so the caller's
+                    // next read or write sees the real error.
+                    let w = state.withLock { s -> Waiter? in
+                        guard s.waiters[fd]?.id == id else { return nil }
+                        return s.waiters.removeValue(forKey: fd)
+                    }
+                    w?.continuation.resume(returning: true)
+                }
+            }
+        } onCancel: {
+            let w = state.withLock { s -> Waiter? in
+                guard s.waiters[fd]?.id == id else { return nil }
+                return s.waiters.removeValue(forKey: fd)
+            }
+            w?.continuation.resume(returning: false)
+        }
+    }
+
+    /// Ends a pending ``waitReady(fd:writable:)`` on `fd` with false.
+    func abortWait(fd: Int32) {
+        let w = state.withLock { $0.waiters.removeValue(forKey: fd) }
+        w?.continuation.resume(returning: false)
+    }
+
+    /// Removes `fd` from the epoll set; call before closing it.
+    func forget(fd: Int32) {
+        _ = cspawn_epoll_forget(epollFD, fd)
+        abortWait(fd: fd)
+    }
+}
+
+private final class ThreadStart {
+    let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
+}

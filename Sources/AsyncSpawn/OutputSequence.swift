@@ -1,0 +1,247 @@
+import CSpawn
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The child's stdout or stderr: an `AsyncSequence` of byte chunks, read as the
+/// consumer asks for them.
+///
+/// Single pass: iterate it once. Backpressure is built in: nothing is read
+/// from the pipe until the consumer asks for the next chunk, so a slow consumer
+/// lets the pipe fill and the child blocks on its write; memory does not grow.
+/// The sequence ends at end-of-file, when the output limit is passed (the child's
+/// group is then torn down), or at the drain deadline after the child and its
+/// group are gone. The pipe is owned by the ``ChildProcess`` and closed when the
+/// stream ends or the scope of ``withChildProcess(_:isolation:_:)`` does.
+public struct ChildOutput: AsyncSequence, Sendable {
+    public typealias Element = [UInt8]
+    public typealias Failure = any Error
+
+    let pipe: PipeEnd?
+    let core: ProcessCore
+    let limit: Int?
+    let maximumLineLength: Int
+
+    /// How many bytes the stream has delivered so far.
+    public var byteCount: Int { pipe?.byteCount ?? 0 }
+    /// True when the output limit cut the stream.
+    public var truncated: Bool { pipe?.truncated ?? false }
+
+    public func makeAsyncIterator() -> Iterator {
+        let claimed = pipe?.claim() ?? false
+        return Iterator(pipe: claimed ? pipe : nil, core: core, limit: limit)
+    }
+
+    /// Reads the stream to its end into one array (up to the output limit).
+    public func collect() async throws -> [UInt8] {
+        var result: [UInt8] = []
+        var iterator = makeAsyncIterator()
+        try await iterator.readAll(into: &result)
+        return result
+    }
+
+    /// The stream as lines of text (UTF-8, invalid sequences replaced), without
+    /// their `\n`. A last line without `\n` is delivered too. A line longer than
+    /// the configuration's `maximumLineLength` throws ``SpawnError/Code/lineTooLong``.
+    public var lines: ChildOutputLines { ChildOutputLines(base: self, maximumLength: maximumLineLength) }
+
+    /// Reads chunks as the consumer asks for them.
+    public struct Iterator: AsyncIteratorProtocol {
+        public typealias Element = [UInt8]
+        let pipe: PipeEnd?
+        let core: ProcessCore
+        let limit: Int?
+        var finished = false
+        private let buffer: UnsafeMutableRawBufferPointerBox
+
+        init(pipe: PipeEnd?, core: ProcessCore, limit: Int?) {
+            self.pipe = pipe
+            self.core = core
+            self.limit = limit
+            self.buffer = UnsafeMutableRawBufferPointerBox(size: 64 * 1024)
+            self.finished = pipe == nil
+        }
+
+        public mutating func next() async throws -> [UInt8]? {
+            var chunk: [UInt8]? = nil
+            _ = try await readChunk { bytes in chunk = Array(bytes) }
+            return chunk
+        }
+
+        mutating func readAll(into result: inout [UInt8]) async throws {
+            var more = true
+            while more {
+                more = try await readChunk { bytes in result.append(contentsOf: bytes) }
+            }
+        }
+
+        /// Reads one chunk and hands it to `deliver`; returns false at the end.
+        private mutating func readChunk(_ deliver: (UnsafeRawBufferPointer) -> Void) async throws -> Bool {
+            guard !finished, let pipe else { return false }
+            while true {
+                let fd = pipe.fd
+                if fd < 0 || core.isDrained {
+                    finish()
+                    return false
+                }
+                let n = cspawn_read(fd, buffer.pointer.baseAddress, buffer.pointer.count)
+                if n > 0 {
+                    let (keep, past) = pipe.account(Int(n), limit: limit)
+                    if keep > 0 { deliver(UnsafeRawBufferPointer(rebasing: buffer.pointer[0..<keep])) }
+                    if past {
+                        core.beginTeardown(.outputLimit)
+                        finish()
+                        return keep > 0
+                    }
+                    return true
+                }
+                if n == 0 {
+                    finish()
+                    return false
+                }
+                if n == -Int(EAGAIN) {
+                    if !(await Reactor.shared.waitReady(fd: fd, writable: false)) {
+                        try Task.checkCancellation()
+                    }
+                    continue
+                }
+                finish()
+                throw SpawnError.system("read", Int32(-n), code: .io)
+            }
+        }
+
+        private mutating func finish() {
+            finished = true
+            pipe?.close()
+        }
+    }
+}
+
+/// A 64 KiB scratch buffer reused for every read of one iterator.
+final class UnsafeMutableRawBufferPointerBox: @unchecked Sendable {
+    // @unchecked: used by one iterator, which is used by one task at a time.
+    let pointer: UnsafeMutableRawBufferPointer
+    init(size: Int) { pointer = .allocate(byteCount: size, alignment: 16) }
+    deinit { pointer.deallocate() }
+}
+
+/// Lines of a ``ChildOutput``: see ``ChildOutput/lines``.
+public struct ChildOutputLines: AsyncSequence, Sendable {
+    public typealias Element = String
+    public typealias Failure = any Error
+
+    let base: ChildOutput
+    let maximumLength: Int
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(base: base.makeAsyncIterator(), maximumLength: maximumLength)
+    }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        public typealias Element = String
+        var base: ChildOutput.Iterator
+        let maximumLength: Int
+        var pending: [UInt8] = []
+        var chunk: [UInt8] = []
+        var offset = 0
+        var ended = false
+
+        init(base: ChildOutput.Iterator, maximumLength: Int) {
+            self.base = base
+            self.maximumLength = maximumLength
+        }
+
+        public mutating func next() async throws -> String? {
+            while true {
+                if offset < chunk.count {
+                    if let newline = chunk[offset...].firstIndex(of: UInt8(ascii: "\n")) {
+                        let length = pending.count + (newline - offset)
+                        if length > maximumLength { throw tooLong() }
+                        let line: String
+                        if pending.isEmpty {
+                            line = String(decoding: chunk[offset..<newline], as: UTF8.self)
+                        } else {
+                            pending.append(contentsOf: chunk[offset..<newline])
+                            line = String(decoding: pending, as: UTF8.self)
+                            pending.removeAll(keepingCapacity: true)
+                        }
+                        offset = newline + 1
+                        return line
+                    }
+                    pending.append(contentsOf: chunk[offset...])
+                    offset = chunk.count
+                    if pending.count > maximumLength { throw tooLong() }
+                }
+                if ended { return nil }
+                guard let next = try await base.next() else {
+                    ended = true
+                    chunk = []
+                    offset = 0
+                    if pending.isEmpty { return nil }
+                    let line = String(decoding: pending, as: UTF8.self)
+                    pending = []
+                    return line
+                }
+                chunk = next
+                offset = 0
+            }
+        }
+
+        private func tooLong() -> SpawnError {
+            SpawnError(code: .lineTooLong,
+                       message: "a line of the child's output is longer than \(maximumLength) bytes")
+        }
+    }
+}
+
+/// The child's stdin: write bytes or text, then ``finish()``.
+///
+/// Writes suspend (without blocking a thread) while the pipe is full, so the
+/// writer can run concurrently with reading the child's output. Use one writer
+/// task at a time. A write after the child closed its stdin throws
+/// ``SpawnError/Code/brokenPipe``.
+public struct StandardInputWriter: Sendable {
+    let pipe: PipeEnd?
+
+    /// Writes all of `bytes`.
+    public func write(_ bytes: some Sequence<UInt8>) async throws {
+        let array = Array(bytes)
+        guard let pipe else {
+            throw SpawnError(code: .invalidConfiguration, message: "stdin is not a pipe (set standardInput = .pipe)")
+        }
+        var offset = 0
+        while offset < array.count {
+            let fd = pipe.fd
+            guard fd >= 0 else {
+                throw SpawnError(code: .brokenPipe, message: "stdin: already finished")
+            }
+            let n = array.withUnsafeBytes { raw in
+                cspawn_write(fd, raw.baseAddress! + offset, raw.count - offset)
+            }
+            if n > 0 {
+                offset += Int(n)
+            } else if n == -Int(EAGAIN) {
+                if !(await Reactor.shared.waitReady(fd: fd, writable: true)) {
+                    try Task.checkCancellation()
+                }
+            } else if n == -Int(EPIPE) {
+                throw SpawnError(code: .brokenPipe, errno: EPIPE, message: "stdin: the child closed its end (errno \(EPIPE))")
+            } else {
+                throw SpawnError.system("write", Int32(-n), code: .io)
+            }
+        }
+    }
+
+    /// Writes `text` as UTF-8.
+    public func write(_ text: String) async throws {
+        try await write(Array(text.utf8))
+    }
+
+    /// Closes the pipe: the child reads end-of-file.
+    public func finish() {
+        pipe?.close()
+    }
+}

@@ -1,0 +1,95 @@
+/// How a child process ended, as the kernel reported it.
+public enum Termination: Sendable, Hashable, CustomStringConvertible {
+    /// The child called `exit` with this code (0...255).
+    case exited(Int32)
+    /// A signal ended the child.
+    case signaled(Signal)
+
+    /// True when the child exited with code 0.
+    public var isSuccess: Bool { self == .exited(0) }
+
+    public var description: String {
+        switch self {
+        case .exited(let code): "exited(\(code))"
+        case .signaled(let signal): "signaled(\(signal))"
+        }
+    }
+}
+
+/// Why a child ended, the most specific explanation AsyncSpawn can give.
+///
+/// - ``timedOut``: the configured timeout expired and the teardown ended the child
+///   (whatever its termination was).
+/// - ``outputLimit``: a stream passed the output limit and the teardown ended the child.
+/// - ``cpuLimit``: killed by `SIGXCPU`, or by `SIGKILL` with CPU time at or past the
+///   soft CPU limit (less a tick of slack: rusage is tick-based).
+/// - ``fileSizeLimit``: killed by `SIGXFSZ`.
+/// - ``seccompViolation``: killed by `SIGSYS` while a seccomp filter was loaded.
+/// - ``cancelled``: the task was cancelled and the teardown ended the child.
+public enum Outcome: String, Sendable, Hashable, CaseIterable {
+    case exited
+    case signaled
+    case timedOut = "timed_out"
+    case cpuLimit = "cpu_limit"
+    case fileSizeLimit = "file_size_limit"
+    case outputLimit = "output_limit"
+    case seccompViolation = "seccomp_violation"
+    case cancelled
+}
+
+/// Resources the child used, from the kernel's rusage of the reaped child
+/// (`waitid(2)`), and the wall time measured by the parent from spawn to reap.
+public struct ResourceUsage: Sendable, Hashable {
+    /// From just before the child was created to its reaping.
+    public var wallTime: Duration
+    /// CPU time spent in user mode.
+    public var userTime: Duration
+    /// CPU time spent in the kernel on the child's behalf.
+    public var systemTime: Duration
+    /// Peak resident set size in KiB (`ru_maxrss`).
+    public var maxResidentSetKiB: Int
+
+    public init(wallTime: Duration, userTime: Duration, systemTime: Duration, maxResidentSetKiB: Int) {
+        self.wallTime = wallTime
+        self.userTime = userTime
+        self.systemTime = systemTime
+        self.maxResidentSetKiB = maxResidentSetKiB
+    }
+}
+
+/// What a finished child left: its termination, the classified outcome and its usage.
+public struct ProcessReport: Sendable, Hashable {
+    /// The child's process id (already reaped: do not signal it).
+    public var processID: Int32
+    /// How the child ended.
+    public var termination: Termination
+    /// Why it ended.
+    public var outcome: Outcome
+    /// What it used.
+    public var usage: ResourceUsage
+}
+
+/// The result of ``run(_:input:)``: the report plus both collected streams.
+public struct RunResult: Sendable, Hashable {
+    /// Termination, outcome and usage.
+    public var report: ProcessReport
+    /// The child's stdout, up to the output limit.
+    public var standardOutput: [UInt8]
+    /// The child's stderr, up to the output limit.
+    public var standardError: [UInt8]
+    /// True when stdout went past the output limit and was cut.
+    public var standardOutputTruncated: Bool
+    /// True when stderr went past the output limit and was cut.
+    public var standardErrorTruncated: Bool
+
+    /// Shorthands for the report's fields.
+    public var termination: Termination { report.termination }
+    public var outcome: Outcome { report.outcome }
+    public var usage: ResourceUsage { report.usage }
+    public var processID: Int32 { report.processID }
+
+    /// Stdout decoded as UTF-8 (invalid sequences replaced).
+    public var standardOutputString: String { String(decoding: standardOutput, as: UTF8.self) }
+    /// Stderr decoded as UTF-8 (invalid sequences replaced).
+    public var standardErrorString: String { String(decoding: standardError, as: UTF8.self) }
+}

@@ -1,0 +1,34 @@
+// cspawn_io.h — epoll, eventfd and pipe helpers used by AsyncSpawn's reactor.
+// Every descriptor created here is O_CLOEXEC. Functions return -errno on failure.
+#ifndef CSPAWN_IO_H
+#define CSPAWN_IO_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+int cspawn_epoll_create(void);
+/// Arms `fd` once (EPOLLONESHOT) for readability, or writability when `writable`.
+int cspawn_epoll_arm(int epfd, int fd, int writable);
+int cspawn_epoll_forget(int epfd, int fd);
+/// Waits for events; fills `fds` with the ready descriptors. Returns their count.
+int cspawn_epoll_wait(int epfd, int *fds, int max, int timeout_ms);
+int cspawn_eventfd(void);
+void cspawn_eventfd_signal(int fd);
+void cspawn_eventfd_drain(int fd);
+/// pipe2(O_CLOEXEC), then O_NONBLOCK on the ends asked for.
+int cspawn_pipe(int fds[2], int nonblocking_read, int nonblocking_write);
+int cspawn_open_null(void);
+long cspawn_read(int fd, void *buffer, long size);
+long cspawn_write(int fd, const void *buffer, long size);
+void cspawn_block_all_signals_in_thread(void);
+/// Ignores SIGPIPE process-wide unless the process already handles it, so a
+/// write to a child that closed its stdin fails with EPIPE instead of killing us.
+void cspawn_ignore_sigpipe(void);
+/// Names the calling thread (PR_SET_NAME).
+void cspawn_name_thread(const char *name);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
