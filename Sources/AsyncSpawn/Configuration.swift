@@ -60,8 +60,12 @@ public struct Configuration: Sendable {
     /// How long the streams may stay open after the child and its group are gone
     /// (a process that escaped the group may still hold a pipe). Then they end.
     public var drainTimeout: Duration
-    /// A compiled seccomp filter to load in the child, last before exec.
-    public var seccompFilter: SeccompProgram?
+    /// A system-call filter, compiled in the parent (cached) and loaded in the
+    /// child last before exec. Implies ``noNewPrivileges``.
+    public var seccomp: SeccompFilter?
+    /// A ready BPF program to load instead of (or after) ``seccomp``; for filters
+    /// built elsewhere. Implies ``noNewPrivileges``.
+    public var seccompProgram: SeccompProgram?
     /// The longest line the line view accepts before throwing ``SpawnError/Code/lineTooLong``.
     public var maximumLineLength: Int
 
@@ -87,7 +91,8 @@ public struct Configuration: Sendable {
         self.teardown = Teardown()
         self.tearDownGroupOnExit = true
         self.drainTimeout = .milliseconds(250)
-        self.seccompFilter = nil
+        self.seccomp = nil
+        self.seccompProgram = nil
         self.maximumLineLength = 1 << 20
     }
 }

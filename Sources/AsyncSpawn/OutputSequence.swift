@@ -35,6 +35,13 @@ public struct ChildOutput: AsyncSequence, Sendable {
         return Iterator(pipe: claimed ? pipe : nil, core: core, limit: limit)
     }
 
+    /// Stops reading: closes this process's end of the pipe, so the child's next
+    /// write to it fails with `EPIPE` (or `SIGPIPE` kills it), as when a reader
+    /// of a shell pipeline goes away. Use it to abandon a stream mid-way.
+    public func close() {
+        pipe?.close()
+    }
+
     /// Reads the stream to its end into one array (up to the output limit).
     public func collect() async throws -> [UInt8] {
         var result: [UInt8] = []

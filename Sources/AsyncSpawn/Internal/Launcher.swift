@@ -60,7 +60,7 @@ enum Launcher {
             if !targets.insert(m.target).inserted { throw .invalid("descriptor target \(m.target) is mapped twice") }
         }
         if c.extraFileDescriptors.count > 250 { throw .invalid("too many descriptor mappings (at most 250)") }
-        if let bpf = c.seccompFilter?.bytes {
+        if let bpf = c.seccompProgram?.bytes {
             if bpf.isEmpty || bpf.count % 8 != 0 || bpf.count / 8 > 4096 {
                 throw .invalid("the seccomp program must hold 1...4096 instructions of 8 bytes (got \(bpf.count) bytes)")
             }
@@ -80,6 +80,16 @@ enum Launcher {
     static func launch(_ c: Configuration) async throws(SpawnError) -> Launched {
         try validate(c)
         let rlimits = try c.limits.resolved()
+        var bpf = c.seccompProgram?.bytes
+        if let filter = c.seccomp {
+            let compiled = try filter.compile().bytes
+            // Two programs: the kernel can stack filters, but the child loads one,
+            // so a raw program given too must be combined by the caller.
+            if bpf != nil {
+                throw SpawnError.invalid("give either seccomp or seccompProgram, not both")
+            }
+            bpf = compiled
+        }
         let env = c.environment.resolved()
         let path = try resolveExecutable(c.executable, path: env.first(where: { $0.0 == "PATH" })?.1)
         let argv = [c.argument0 ?? c.executable] + c.arguments
@@ -142,7 +152,6 @@ enum Launcher {
         }
         for m in c.extraFileDescriptors { plan.append((m.source, m.target)) }
 
-        let bpf = c.seccompFilter?.bytes
         let prepared = PreparedSpawn(
             path: path, argv: argv, envp: envp, cwd: c.workingDirectory, group: c.processGroup,
             rlimits: rlimits, credentials: c.credentials, deathSignal: c.dieWithParent ? SIGKILL : 0,

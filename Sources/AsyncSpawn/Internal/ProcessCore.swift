@@ -51,7 +51,7 @@ final class ProcessCore: Sendable {
         self.tearDownGroupOnExit = configuration.tearDownGroupOnExit
         self.drainTimeout = configuration.drainTimeout
         self.cpuSoftLimitSeconds = cpuSoftLimitSeconds
-        self.hasFilter = configuration.seccompFilter != nil
+        self.hasFilter = configuration.seccomp != nil || configuration.seccompProgram != nil
         self.started = started
     }
 

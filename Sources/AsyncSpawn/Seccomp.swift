@@ -1,0 +1,277 @@
+import CSeccomp
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// What a seccomp rule (or the filter's default) does with a system call.
+public enum SeccompAction: Sendable, Hashable {
+    /// Let the call through.
+    case allow
+    /// Fail the call with this errno, without running it.
+    case errno(Int32)
+    /// Kill the whole process, as if by `SIGSYS` (outcome ``Outcome/seccompViolation``).
+    case killProcess
+    /// Send `SIGSYS` to the calling thread (it may handle it).
+    case trap
+    /// Allow the call and log it to the kernel audit log.
+    case log
+
+    var raw: UInt32 {
+        switch self {
+        case .allow: cseccomp_act_allow()
+        case .errno(let e): cseccomp_act_errno(UInt16(truncatingIfNeeded: e))
+        case .killProcess: cseccomp_act_kill_process()
+        case .trap: cseccomp_act_trap()
+        case .log: cseccomp_act_log()
+        }
+    }
+}
+
+/// A comparison of one system-call argument, as libseccomp models it.
+public struct SeccompCondition: Sendable, Hashable {
+    /// How the argument is compared to ``value``.
+    public enum Comparison: Sendable, Hashable {
+        case equal, notEqual, less, lessOrEqual, greater, greaterOrEqual
+        /// `(argument & mask) == value`.
+        case maskedEqual(mask: UInt64)
+    }
+    /// The argument's index, 0...5.
+    public var argument: Int
+    public var comparison: Comparison
+    public var value: UInt64
+
+    public init(argument: Int, _ comparison: Comparison, _ value: UInt64) {
+        self.argument = argument
+        self.comparison = comparison
+        self.value = value
+    }
+}
+
+/// One rule: `action` for `syscall` (by name), when every condition holds.
+public struct SeccompRule: Sendable, Hashable {
+    /// The system call's name as the kernel knows it on this architecture (`socket`, `clone3`).
+    public var syscall: String
+    public var action: SeccompAction
+    /// All must hold (AND). Several rules for one call are alternatives (OR).
+    public var conditions: [SeccompCondition]
+
+    public init(_ syscall: String, _ action: SeccompAction, when conditions: [SeccompCondition] = []) {
+        self.syscall = syscall
+        self.action = action
+        self.conditions = conditions
+    }
+}
+
+/// A system-call filter built from Swift, compiled in the parent with libseccomp
+/// and loaded in the child (raw `seccomp(2)`, last before `execve`).
+///
+/// Calls of a foreign architecture (on x86_64: i386 `int 0x80`, x32) never
+/// bypass it: they kill the process.
+///
+/// ```swift
+/// var filter = SeccompFilter.preset(.noNetwork)
+/// filter.rules.append(SeccompRule("ptrace", .errno(EPERM)))
+/// config.seccomp = filter
+/// ```
+public struct SeccompFilter: Sendable, Hashable {
+    /// What calls that match no rule get.
+    public var defaultAction: SeccompAction
+    /// The rules.
+    public var rules: [SeccompRule]
+
+    public init(defaultAction: SeccompAction = .allow, rules: [SeccompRule] = []) {
+        self.defaultAction = defaultAction
+        self.rules = rules
+    }
+
+    /// A preset filter (default allow, the preset's rules).
+    public static func preset(_ preset: SeccompPreset, deniedWith action: SeccompAction = .errno(EPERM)) -> SeccompFilter {
+        SeccompFilter(defaultAction: .allow, rules: preset.rules(action: action))
+    }
+
+    /// These calls get `action` (EPERM by default), whatever their arguments.
+    public static func deny(_ syscalls: [String], with action: SeccompAction = .errno(EPERM)) -> SeccompFilter {
+        SeccompFilter(defaultAction: .allow, rules: syscalls.map { SeccompRule($0, action) })
+    }
+
+    /// This filter's rules followed by `other`'s (the default action stays this one's).
+    public func merging(_ other: SeccompFilter) -> SeccompFilter {
+        SeccompFilter(defaultAction: defaultAction, rules: rules + other.rules)
+    }
+
+    /// How many times a filter was compiled by libseccomp in this process (the
+    /// cache makes repeated spawns with one filter compile it once).
+    public static var compilationCount: Int { cache.withLock { $0.compilations } }
+
+    private struct Cache {
+        var programs: [SeccompFilter: SeccompProgram] = [:]
+        var compilations = 0
+    }
+    private static let cache = Mutex(Cache())
+
+    /// Whether `name` is a system call on this architecture.
+    public static func isKnownSyscall(_ name: String) -> Bool {
+        seccomp_syscall_resolve_name(name) >= 0
+    }
+
+    /// Compiles to BPF (cached by value). Throws ``SpawnError/Code/seccomp`` naming
+    /// an unknown system call or a rule libseccomp refuses.
+    public func compile() throws(SpawnError) -> SeccompProgram {
+        if let cached = SeccompFilter.cache.withLock({ $0.programs[self] }) { return cached }
+        let program = try compileUncached()
+        SeccompFilter.cache.withLock {
+            $0.compilations += 1
+            if $0.programs.count > 256 { $0.programs.removeAll() }
+            $0.programs[self] = program
+        }
+        return program
+    }
+
+    private func compileUncached() throws(SpawnError) -> SeccompProgram {
+        func failure(_ what: String, _ r: Int32) -> SpawnError {
+            SpawnError(code: .seccomp, step: "seccomp", errno: -r,
+                       message: "seccomp: \(what): \(SpawnError.describe(errno: -r)) (errno \(-r))")
+        }
+        for rule in rules {
+            if seccomp_syscall_resolve_name(rule.syscall) < 0 {
+                throw SpawnError(code: .seccomp, step: "seccomp",
+                                 message: "seccomp: unknown system call '\(rule.syscall)'")
+            }
+            if rule.conditions.count > 6 {
+                throw SpawnError(code: .seccomp, step: "seccomp", message: "seccomp: rule for '\(rule.syscall)' has more than 6 conditions")
+            }
+            for c in rule.conditions where c.argument < 0 || c.argument > 5 {
+                throw SpawnError(code: .seccomp, step: "seccomp",
+                                 message: "seccomp: rule for '\(rule.syscall)': argument index \(c.argument) is not in 0...5")
+            }
+            if case .errno(let e) = rule.action, e < 0 || e > 4095 {
+                throw SpawnError(code: .seccomp, step: "seccomp", message: "seccomp: rule for '\(rule.syscall)': errno \(e) is not in 0...4095")
+            }
+        }
+        guard let ctx = seccomp_init(defaultAction.raw) else {
+            throw SpawnError(code: .seccomp, step: "seccomp", message: "seccomp: seccomp_init failed")
+        }
+        defer { seccomp_release(ctx) }
+        var r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, cseccomp_act_kill_process())
+        if r < 0 { throw failure("setting the bad-architecture action", r) }
+        for rule in rules where rule.action != defaultAction {
+            let number = seccomp_syscall_resolve_name(rule.syscall)
+            var args: [scmp_arg_cmp] = rule.conditions.map { c in
+                var cmp = scmp_arg_cmp()
+                cmp.arg = UInt32(c.argument)
+                cmp.datum_a = c.value
+                switch c.comparison {
+                case .equal: cmp.op = SCMP_CMP_EQ
+                case .notEqual: cmp.op = SCMP_CMP_NE
+                case .less: cmp.op = SCMP_CMP_LT
+                case .lessOrEqual: cmp.op = SCMP_CMP_LE
+                case .greater: cmp.op = SCMP_CMP_GT
+                case .greaterOrEqual: cmp.op = SCMP_CMP_GE
+                case .maskedEqual(let mask):
+                    cmp.op = SCMP_CMP_MASKED_EQ
+                    cmp.datum_a = mask
+                    cmp.datum_b = c.value
+                }
+                return cmp
+            }
+            r = args.withUnsafeMutableBufferPointer {
+                seccomp_rule_add_exact_array(ctx, rule.action.raw, number, UInt32($0.count), $0.baseAddress)
+            }
+            if r < 0 { throw failure("rule for '\(rule.syscall)'", r) }
+        }
+        var buffer: UnsafeMutablePointer<UInt8>? = nil
+        var length = 0
+        r = cseccomp_export(ctx, &buffer, &length)
+        if r < 0 { throw failure("exporting the BPF program", r) }
+        defer { free(buffer) }
+        return SeccompProgram(bytes: Array(UnsafeBufferPointer(start: buffer, count: length)))
+    }
+}
+
+/// Ready-made filters for untrusted code. Each refuses exactly what its
+/// documentation says, with EPERM (or the action given), and allows the rest.
+public enum SeccompPreset: String, Sendable, Hashable, CaseIterable {
+    /// `socket()` for every address family but `AF_UNIX` fails (local IPC still
+    /// works); `io_uring_setup` fails too (io_uring can create sockets).
+    case noNetwork
+    /// `fork` and `vfork` fail; `clone` without `CLONE_THREAD` fails (threads still
+    /// work); `clone3` fails with ENOSYS, so libc falls back to `clone`, whose flags
+    /// BPF can read.
+    case noNewProcesses
+    /// No inspecting other processes: `ptrace`, `process_vm_readv`,
+    /// `process_vm_writev`, `kcmp`, `pidfd_getfd` fail.
+    case noProcessInspection
+    /// No system administration: mounts (`mount`, `umount2`, `pivot_root`, the new
+    /// mount API), namespaces (`unshare`, `setns`), kernel modules, `reboot`,
+    /// `kexec_*`, `swapon`/`swapoff`, `bpf`, `perf_event_open`, `chroot` fail.
+    case noAdministration
+    /// A read-only view of the filesystem: `open`/`openat` with `O_WRONLY`, `O_RDWR`,
+    /// `O_CREAT` or `O_TRUNC` fail, `openat2` fails with ENOSYS (libc falls back),
+    /// and so do `creat`, `truncate`, renames, unlinks, `mkdir`, `rmdir`, links,
+    /// `mknod`, and changes of mode, owner, times and extended attributes.
+    /// Writing to descriptors already open (stdout, pipes) still works.
+    case readOnlyFilesystem
+
+    /// The kebab-case name the CLI uses (`no-network`).
+    public var name: String {
+        switch self {
+        case .noNetwork: "no-network"
+        case .noNewProcesses: "no-new-processes"
+        case .noProcessInspection: "no-process-inspection"
+        case .noAdministration: "no-administration"
+        case .readOnlyFilesystem: "read-only-filesystem"
+        }
+    }
+
+    /// A preset by its kebab-case name.
+    public init?(name: String) {
+        guard let p = SeccompPreset.allCases.first(where: { $0.name == name }) else { return nil }
+        self = p
+    }
+
+    func rules(action: SeccompAction) -> [SeccompRule] {
+        switch self {
+        case .noNetwork:
+            return [
+                SeccompRule("socket", action, when: [SeccompCondition(argument: 0, .notEqual, UInt64(AF_UNIX))]),
+                SeccompRule("io_uring_setup", action),
+            ]
+        case .noNewProcesses:
+            let cloneThread: UInt64 = 0x0001_0000  // CLONE_THREAD
+            return [
+                SeccompRule("fork", action),
+                SeccompRule("vfork", action),
+                SeccompRule("clone", action, when: [SeccompCondition(argument: 0, .maskedEqual(mask: cloneThread), 0)]),
+                SeccompRule("clone3", .errno(ENOSYS)),
+            ]
+        case .noProcessInspection:
+            return ["ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd"].map { SeccompRule($0, action) }
+        case .noAdministration:
+            return [
+                "mount", "umount2", "pivot_root", "chroot", "open_tree", "move_mount", "fsopen", "fsconfig",
+                "fsmount", "fspick", "mount_setattr", "unshare", "setns", "init_module", "finit_module",
+                "delete_module", "reboot", "kexec_load", "kexec_file_load", "swapon", "swapoff", "bpf",
+                "perf_event_open",
+            ].map { SeccompRule($0, action) }
+        case .readOnlyFilesystem:
+            let writeFlags: [UInt64] = [UInt64(O_WRONLY), UInt64(O_RDWR), UInt64(O_CREAT), UInt64(O_TRUNC)]
+            var rules: [SeccompRule] = []
+            for flag in writeFlags {
+                rules.append(SeccompRule("open", action, when: [SeccompCondition(argument: 1, .maskedEqual(mask: flag), flag)]))
+                rules.append(SeccompRule("openat", action, when: [SeccompCondition(argument: 2, .maskedEqual(mask: flag), flag)]))
+            }
+            rules.append(SeccompRule("openat2", .errno(ENOSYS)))
+            rules += [
+                "creat", "truncate", "rename", "renameat", "renameat2", "unlink", "unlinkat", "mkdir", "mkdirat",
+                "rmdir", "link", "linkat", "symlink", "symlinkat", "mknod", "mknodat", "chmod", "fchmod",
+                "fchmodat", "chown", "fchown", "lchown", "fchownat", "utime", "utimes", "utimensat", "futimesat",
+                "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr",
+            ].map { SeccompRule($0, action) }
+            return rules
+        }
+    }
+}
