@@ -1,0 +1,475 @@
+// Shared helpers of the AsyncSpawn tests: where the probe is, parsing its
+// report, looking at /proc, a deadline race, and a gate that lets the tests that
+// measure the whole process (descriptors, threads, children, RSS) run alone.
+
+import AsyncSpawn
+import Foundation
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+// MARK: - The probe
+
+enum Probe {
+    /// The `spawn-probe` executable: a sibling of the test bundle. The runner's
+    /// /proc/self/exe lives in the build directory (.build*/debug/); walk up from
+    /// it to the first directory that holds `spawn-probe`.
+    static let path: String = {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/self/exe", &buffer, Int(PATH_MAX))
+        precondition(n > 0, "cannot read /proc/self/exe")
+        buffer[n] = 0
+        var dir = URL(fileURLWithPath: String(cString: buffer)).deletingLastPathComponent()
+        while dir.path != "/" {
+            let candidate = dir.appendingPathComponent("spawn-probe").path
+            if access(candidate, X_OK) == 0 { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        fatalError("spawn-probe not found next to \(String(cString: buffer)); build with --build-tests")
+    }()
+
+    /// A configuration running the probe with `arguments`.
+    static func config(_ arguments: String...) -> Configuration {
+        Configuration(executable: path, arguments: arguments)
+    }
+
+    static func config(_ arguments: [String]) -> Configuration {
+        Configuration(executable: path, arguments: arguments)
+    }
+
+    /// A copy of the probe in a directory every user may enter (0755), for
+    /// children that drop to uid 65534.
+    static let worldExecutableCopy: String = {
+        let dir = TempDir(mode: 0o755)
+        let target = dir.path + "/spawn-probe"
+        let data = FileManager.default.contents(atPath: path)!
+        FileManager.default.createFile(atPath: target, contents: data, attributes: [.posixPermissions: 0o755])
+        // Deliberately never removed while the tests run; it lives in /tmp.
+        return target
+    }()
+}
+
+/// The probe's `report` output as a dictionary.
+struct Report {
+    let fields: [String: String]
+
+    init(_ text: String) {
+        var fields: [String: String] = [:]
+        for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
+            if let space = line.firstIndex(of: " ") {
+                fields[String(line[..<space])] = String(line[line.index(after: space)...])
+            } else {
+                fields[String(line)] = ""
+            }
+        }
+        self.fields = fields
+    }
+
+    subscript(_ key: String) -> String? { fields[key] }
+
+    func int(_ key: String) -> Int32? { fields[key].flatMap { Int32($0) } }
+
+    /// "SOFT HARD" of `rlimit.NAME`.
+    func limit(_ name: String) -> (soft: String, hard: String)? {
+        guard let v = fields["rlimit.\(name)"] else { return nil }
+        let parts = v.split(separator: " ")
+        guard parts.count == 2 else { return nil }
+        return (String(parts[0]), String(parts[1]))
+    }
+
+    var fds: [Int32] {
+        (fields["fds"] ?? "").split(separator: ",").compactMap { Int32($0) }
+    }
+}
+
+/// Runs the probe's `report` under `config` (whose arguments are replaced).
+func probeReport(_ config: Configuration = Probe.config()) async throws -> (Report, RunResult) {
+    var c = config
+    c.arguments = ["report"]
+    let result = try await run(c)
+    return (Report(result.standardOutputString), result)
+}
+
+extension LimitValue {
+    /// As the probe prints it.
+    var probeText: String {
+        switch self {
+        case .unlimited: "unlimited"
+        case .value(let v): "\(v)"
+        }
+    }
+}
+
+// MARK: - /proc
+
+enum Proc {
+    /// The state letter of /proc/PID/stat (R, S, Z, ...), nil when the process is gone.
+    static func state(_ pid: Int32) -> Character? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")")
+        else { return nil }
+        let rest = text[text.index(after: close)...].drop(while: { $0 == " " })
+        return rest.first
+    }
+
+    /// The parent pid of /proc/PID/stat.
+    static func parent(_ pid: Int32) -> Int32? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")")
+        else { return nil }
+        let parts = text[text.index(after: close)...].split(separator: " ")
+        return parts.count > 1 ? Int32(parts[1]) : nil
+    }
+
+    /// True when `pid` no longer runs: gone, or a zombie (a reparented
+    /// grandchild may wait a while for init to reap it).
+    static func isDead(_ pid: Int32) -> Bool {
+        if kill(pid, 0) != 0 { return errno == ESRCH }
+        guard let s = state(pid) else { return true }
+        return s == "Z" || s == "X"
+    }
+
+    /// True when `pid` exists and is not a zombie.
+    static func isAlive(_ pid: Int32) -> Bool {
+        guard kill(pid, 0) == 0, let s = state(pid) else { return false }
+        return s != "Z" && s != "X"
+    }
+
+    /// This process's open descriptors with what they point to.
+    static func openFDs() -> [Int32: String] {
+        var result: [Int32: String] = [:]
+        guard let dir = opendir("/proc/self/fd") else { return [:] }
+        let own = dirfd(dir)
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            guard let fd = Int32(name), fd != own else { continue }
+            var buffer = [CChar](repeating: 0, count: 512)
+            let n = readlink("/proc/self/fd/\(fd)", &buffer, 511)
+            result[fd] = n > 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
+        }
+        closedir(dir)
+        return result
+    }
+
+    /// Threads of this process.
+    static func threadCount() -> Int {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? -1
+    }
+
+    /// Thread ids of this process.
+    static func threadIDs() -> Set<Int32> {
+        Set(((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []).compactMap { Int32($0) })
+    }
+
+    /// A field of /proc/self/status in KiB (VmRSS, VmHWM, ...).
+    static func statusKiB(_ key: String, pid: String = "self") -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return -1 }
+        for line in text.split(separator: "\n") where line.hasPrefix(key + ":") {
+            let digits = line.dropFirst(key.count + 1).filter { $0.isNumber }
+            return Int(digits) ?? -1
+        }
+        return -1
+    }
+
+    /// `wchar` of /proc/PID/io: bytes the process has written.
+    static func bytesWritten(_ pid: Int32) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/io", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("wchar:") {
+            return Int(line.dropFirst(6).trimmingCharacters(in: .whitespaces))
+        }
+        return nil
+    }
+
+    /// Pids of this process's children that are zombies.
+    static func zombieChildren() -> Set<Int32> {
+        let me = getpid()
+        var result = Set<Int32>()
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(name), pid != me else { continue }
+            if Proc.parent(pid) == me && Proc.state(pid) == "Z" { result.insert(pid) }
+        }
+        return result
+    }
+
+    /// Pids whose command line contains `marker` as a whole argument.
+    static func processes(withArgument marker: String) -> [Int32] {
+        var result: [Int32] = []
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(name),
+                  let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline")
+            else { continue }
+            let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            if args.contains(marker) { result.append(pid) }
+        }
+        return result
+    }
+}
+
+// MARK: - Files
+
+/// A fresh directory under /tmp, removed on deinit.
+final class TempDir: @unchecked Sendable {
+    let path: String
+    init(mode: mode_t = 0o700) {
+        var template = Array("/tmp/asyncspawn-test-XXXXXX".utf8CString)
+        let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        precondition(p != nil, "mkdtemp failed")
+        path = String(cString: p!)
+        chmod(path, mode)
+    }
+    func file(_ name: String) -> String { path + "/" + name }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+// MARK: - Byte checks
+
+/// 64-bit FNV-1a, to compare large streams without keeping them.
+struct FNV1a {
+    var value: UInt64 = 0xcbf2_9ce4_8422_2325
+    mutating func add<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        var h = value
+        for b in bytes {
+            h ^= UInt64(b)
+            h = h &* 0x100_0000_01b3
+        }
+        value = h
+    }
+}
+
+/// The probe's `write N` pattern: byte i is '\n' when i % 64 == 63, else
+/// 'a' + (i % 64) % 26.
+func probePattern(_ count: Int) -> [UInt8] {
+    (0..<count).map { i in i % 64 == 63 ? UInt8(ascii: "\n") : UInt8(ascii: "a") + UInt8((i % 64) % 26) }
+}
+
+// MARK: - Deadlines
+
+struct DeadlineExceeded: Error, CustomStringConvertible {
+    let what: String
+    let limit: Duration
+    var description: String { "\(what) did not finish within \(limit)" }
+}
+
+/// Runs `body` in a task of its own and returns its result, or throws
+/// ``DeadlineExceeded`` after `limit` (cancelling the task but not waiting for
+/// it: a hung body cannot hang the test).
+func withDeadline<T: Sendable>(
+    _ limit: Duration, _ what: String = "the operation",
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    let task = Task { try await body() }
+    let slot = Mutex<CheckedContinuation<Result<T, any Error>, Never>?>(nil)
+    let resume: @Sendable (Result<T, any Error>) -> Void = { result in
+        let c = slot.withLock { s -> CheckedContinuation<Result<T, any Error>, Never>? in
+            let c = s
+            s = nil
+            return c
+        }
+        c?.resume(returning: result)
+    }
+    let timer = Task {
+        try? await Task.sleep(for: limit)
+        if !Task.isCancelled {
+            resume(.failure(DeadlineExceeded(what: what, limit: limit)))
+            task.cancel()
+        }
+    }
+    let result = await withCheckedContinuation { (c: CheckedContinuation<Result<T, any Error>, Never>) in
+        slot.withLock { $0 = c }
+        Task {
+            let r = await task.result
+            resume(r)
+        }
+    }
+    timer.cancel()
+    return try result.get()
+}
+
+// MARK: - A one-shot event
+
+/// A latch tasks can await; `fire()` releases every waiter, now and later.
+final class Event: Sendable {
+    private let state = Mutex<(fired: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    func fire() {
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.fired = true
+            let w = s.waiters
+            s.waiters = []
+            return w
+        }
+        for w in waiters { w.resume() }
+    }
+    func wait() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                if s.fired { return true }
+                s.waiters.append(c)
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+}
+
+// MARK: - The process gate
+
+/// A reader-writer gate over the whole test process: ordinary tests run
+/// concurrently (shared), tests that measure the process (descriptor counts,
+/// thread counts, zombies, RSS, a foreign reaper, an idle pool) run alone
+/// (exclusive). First come, first served, so an exclusive test is not starved.
+///
+/// Only tests of this target pass through it; tests of other targets linked into
+/// the same runner are not held back, so the measuring tests keep a little slack.
+actor ProcessGate {
+    static let shared = ProcessGate()
+
+    private var readers = 0
+    private var writer = false
+    private var queue: [(exclusive: Bool, continuation: CheckedContinuation<Void, Never>)] = []
+
+    func acquire(exclusive: Bool) async {
+        if queue.isEmpty && (exclusive ? (!writer && readers == 0) : !writer) {
+            if exclusive { writer = true } else { readers += 1 }
+            return
+        }
+        await withCheckedContinuation { queue.append((exclusive, $0)) }
+    }
+
+    func release(exclusive: Bool) {
+        if exclusive { writer = false } else { readers -= 1 }
+        while let first = queue.first {
+            if first.exclusive {
+                guard !writer && readers == 0 else { break }
+                writer = true
+            } else {
+                guard !writer else { break }
+                readers += 1
+            }
+            queue.removeFirst()
+            first.continuation.resume()
+        }
+    }
+}
+
+enum GateHolding {
+    @TaskLocal static var held = false
+}
+
+/// Scopes every test it is applied to (directly or through its suite) in the
+/// process gate. `.exclusive` tests run with no other test of this target.
+struct Gate: TestTrait, SuiteTrait, TestScoping {
+    let exclusive: Bool
+    static var shared: Gate { Gate(exclusive: false) }
+    static var exclusive: Gate { Gate(exclusive: true) }
+
+    var isRecursive: Bool { true }
+
+    func provideScope(
+        for test: Test, testCase: Test.Case?,
+        performing function: @Sendable () async throws -> Void
+    ) async throws {
+        if test.isSuite || GateHolding.held {
+            try await function()
+            return
+        }
+        await ProcessGate.shared.acquire(exclusive: exclusive)
+        do {
+            try await GateHolding.$held.withValue(true) { try await function() }
+        } catch {
+            await ProcessGate.shared.release(exclusive: exclusive)
+            throw error
+        }
+        await ProcessGate.shared.release(exclusive: exclusive)
+    }
+}
+
+// MARK: - A thread of our own as a task executor
+
+/// A task executor backed by one dedicated thread, so a test can control the
+/// thread that calls the library (its signal mask; its exit).
+final class ThreadExecutor: TaskExecutor, @unchecked Sendable {
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+    private var stopping = false
+    private let exited = Event()
+    private let setup: @Sendable () -> Void
+    /// The kernel thread id of the executor's thread, once it runs.
+    private(set) var threadID: Int32 = 0
+    private let started = DispatchSemaphore(value: 0)
+
+    init(setup: @escaping @Sendable () -> Void = {}) {
+        self.setup = setup
+        let thread = Thread { [self] in self.loop() }
+        thread.start()
+        started.wait()
+    }
+
+    private func loop() {
+        threadID = Int32(gettid())
+        setup()
+        started.signal()
+        while true {
+            condition.lock()
+            while jobs.isEmpty && !stopping { condition.wait() }
+            if jobs.isEmpty && stopping {
+                condition.unlock()
+                break
+            }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        }
+        exited.fire()
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let unowned = UnownedJob(job)
+        condition.lock()
+        jobs.append(unowned)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Lets the thread exit once its queue is empty, and waits until it has.
+    func stop() async {
+        condition.lock()
+        stopping = true
+        condition.signal()
+        condition.unlock()
+        await exited.wait()
+        // The pthread has returned from its body; give the kernel a moment to
+        // retire the task (checked by the caller through /proc).
+    }
+}
+
+// MARK: - Misc
+
+extension Duration {
+    var seconds: Double {
+        let (s, atto) = components
+        return Double(s) + Double(atto) / 1e18
+    }
+}
+
+/// Expects `body` to throw a ``SpawnError`` and returns it.
+func expectSpawnError(
+    _ body: () async throws -> Void, sourceLocation: SourceLocation = #_sourceLocation
+) async -> SpawnError? {
+    do {
+        try await body()
+        Issue.record("expected a SpawnError, got success", sourceLocation: sourceLocation)
+        return nil
+    } catch let error as SpawnError {
+        return error
+    } catch {
+        Issue.record("expected a SpawnError, got \(error)", sourceLocation: sourceLocation)
+        return nil
+    }
+}
