@@ -168,8 +168,9 @@ public struct ResourceLimits: Sendable, Hashable {
             guard let limit = self[keyPath: r.keyPath] else { continue }
             if limit.soft == nil && limit.hard == nil { continue }
             let current = ResourceLimits.current(r.resource)
-            let soft = (limit.soft ?? current.soft).raw
             let hard = (limit.hard ?? current.hard).raw
+            // "Leave the soft limit as is" cannot leave it above a lowered hard limit.
+            let soft = limit.soft?.raw ?? min(current.soft.raw, hard)
             if soft > hard {
                 throw .invalid("limit \(r.name): soft limit \(LimitValue(raw: soft)) is above the hard limit \(LimitValue(raw: hard))")
             }

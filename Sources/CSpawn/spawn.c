@@ -120,7 +120,11 @@ int cspawn_spawn(const cspawn_config *config, cspawn_result *result) {
     _cspawn_child_context context = {.config = config, .report_fd = report[1]};
     int pidfd = -1;
     int mode = __atomic_load_n(&pidfd_mode, __ATOMIC_RELAXED);
-    int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
+    // No exit signal (0 instead of SIGCHLD): the child is a "clone" child, which
+    // waitpid(-1, ...) without __WALL never reaps and which a process that
+    // ignores SIGCHLD does not auto-reap. Someone else's reaper loop cannot steal
+    // its status; we wait for it by pidfd with __WALL.
+    int flags = CLONE_VM | CLONE_VFORK;
     pid_t pid;
     int clone_errno = 0;
     if (mode == 0 || mode == 1) {
@@ -197,7 +201,7 @@ int cspawn_wait(pid_t pid, int pidfd, int nohang, int *code, int *status,
     struct rusage usage;
     memset(&info, 0, sizeof info);
     memset(&usage, 0, sizeof usage);
-    int options = WEXITED | (nohang ? WNOHANG : 0);
+    int options = WEXITED | __WALL | (nohang ? WNOHANG : 0);
     long r;
     do {
         // The raw waitid takes a fifth argument, the child's rusage.
@@ -255,7 +259,7 @@ int cspawn_group_has_live_members(pid_t pgid) {
     if (!proc) return kill(-pgid, 0) == 0 ? 1 : 0;
     int live = 0;
     struct dirent *entry;
-    char path[64], buffer[512];
+    char path[300], buffer[512];
     while (!live && (entry = readdir(proc))) {
         if (entry->d_name[0] < '1' || entry->d_name[0] > '9') continue;
         snprintf(path, sizeof path, "/proc/%s/stat", entry->d_name);
