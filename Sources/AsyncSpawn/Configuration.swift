@@ -175,11 +175,13 @@ public struct Environment: Sendable, Hashable {
         return out
     }
 
+    /// Same base and same edits in the same order.
     public static func == (a: Environment, b: Environment) -> Bool {
         a.base == b.base && a.edits.count == b.edits.count
             && zip(a.edits, b.edits).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
     }
 
+    /// Hashes the base and the edits.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(base)
         for (k, v) in edits {
@@ -210,6 +212,7 @@ public struct Credentials: Sendable, Hashable {
     /// (dropping privileges drops the parent's groups too), else unchanged.
     public var supplementaryGroups: [UInt32]?
 
+    /// Ids to switch to; nil leaves each unchanged.
     public init(userID: UInt32? = nil, groupID: UInt32? = nil, supplementaryGroups: [UInt32]? = nil) {
         self.userID = userID
         self.groupID = groupID
@@ -249,6 +252,7 @@ public struct FileDescriptorMapping: Sendable, Hashable {
     /// The number it gets in the child (3 or more).
     public var target: Int32
 
+    /// `source` here becomes `target` in the child.
     public init(source: Int32, target: Int32) {
         self.source = source
         self.target = target
@@ -263,6 +267,7 @@ public struct Teardown: Sendable, Hashable {
     /// The wait between the first signal and `SIGKILL`. Default 2 s.
     public var grace: Duration
 
+    /// A teardown; the defaults are SIGTERM and 2 s.
     public init(signal: Signal = .terminate, grace: Duration = .seconds(2)) {
         self.signal = signal
         self.grace = grace

@@ -17,7 +17,9 @@ import Musl
 /// group are gone. The pipe is owned by the ``ChildProcess`` and closed when the
 /// stream ends or the scope of ``withChildProcess(_:isolation:_:)`` does.
 public struct ChildOutput: AsyncSequence, Sendable {
+    /// A chunk of bytes, as one `read(2)` returned it.
     public typealias Element = [UInt8]
+    /// ``SpawnError`` or `CancellationError`.
     public typealias Failure = any Error
 
     let pipe: PipeEnd?
@@ -30,6 +32,7 @@ public struct ChildOutput: AsyncSequence, Sendable {
     /// True when the output limit cut the stream.
     public var truncated: Bool { pipe?.truncated ?? false }
 
+    /// The iterator; a second one of the same stream ends at once (single pass).
     public func makeAsyncIterator() -> Iterator {
         let claimed = pipe?.claim() ?? false
         return Iterator(pipe: claimed ? pipe : nil, core: core, limit: limit)
@@ -57,6 +60,7 @@ public struct ChildOutput: AsyncSequence, Sendable {
 
     /// Reads chunks as the consumer asks for them.
     public struct Iterator: AsyncIteratorProtocol {
+        /// A chunk of bytes.
         public typealias Element = [UInt8]
         let pipe: PipeEnd?
         let core: ProcessCore
@@ -72,6 +76,8 @@ public struct ChildOutput: AsyncSequence, Sendable {
             self.finished = pipe == nil
         }
 
+        /// The next chunk, or nil at the end. Suspends (without blocking a thread)
+        /// until the child writes.
         public mutating func next() async throws -> [UInt8]? {
             var chunk: [UInt8]? = nil
             _ = try await readChunk { bytes in chunk = Array(bytes) }
@@ -137,17 +143,22 @@ final class UnsafeMutableRawBufferPointerBox: @unchecked Sendable {
 
 /// Lines of a ``ChildOutput``: see ``ChildOutput/lines``.
 public struct ChildOutputLines: AsyncSequence, Sendable {
+    /// A line without its `\n`.
     public typealias Element = String
+    /// ``SpawnError`` or `CancellationError`.
     public typealias Failure = any Error
 
     let base: ChildOutput
     let maximumLength: Int
 
+    /// The iterator (single pass, like the underlying stream).
     public func makeAsyncIterator() -> Iterator {
         Iterator(base: base.makeAsyncIterator(), maximumLength: maximumLength)
     }
 
+    /// Splits chunks into lines.
     public struct Iterator: AsyncIteratorProtocol {
+        /// A line.
         public typealias Element = String
         var base: ChildOutput.Iterator
         let maximumLength: Int
@@ -161,6 +172,7 @@ public struct ChildOutputLines: AsyncSequence, Sendable {
             self.maximumLength = maximumLength
         }
 
+        /// The next line, or nil at the end.
         public mutating func next() async throws -> String? {
             while true {
                 if offset < chunk.count {

@@ -20,6 +20,7 @@ public enum LimitValue: Sendable, Hashable, CustomStringConvertible {
 
     init(raw: UInt64) { self = raw == UInt64.max ? .unlimited : .value(raw) }
 
+    /// `unlimited` or the number.
     public var description: String {
         switch self {
         case .unlimited: "unlimited"
@@ -122,14 +123,27 @@ public struct ResourceLimits: Sendable, Hashable {
     /// No limits set: the child inherits the parent's.
     public init() {}
 
-    /// The resources in `prlimit(1)`'s order with their names, units and key paths.
-    public enum Unit: Sendable { case bytes, seconds, microseconds, count }
+    /// The unit of a resource's values.
+    public enum Unit: Sendable {
+        /// Bytes (the CLI accepts K, M, G, T suffixes).
+        case bytes
+        /// Seconds (RLIMIT_CPU).
+        case seconds
+        /// Microseconds (RLIMIT_RTTIME).
+        case microseconds
+        /// A count (files, processes, signals, priorities).
+        case count
+    }
 
     /// A description of one resource: its `prlimit(1)` name, `RLIMIT_*` number and unit.
     public struct Resource: Sendable {
+        /// The `prlimit(1)` name (`nofile`).
         public let name: String
+        /// The `RLIMIT_*` number.
         public let resource: Int32
+        /// The unit of its values.
         public let unit: Unit
+        /// Where it lives in ``ResourceLimits``.
         public let keyPath: WritableKeyPath<ResourceLimits, Limit?> & Sendable
     }
 

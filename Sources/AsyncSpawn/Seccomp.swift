@@ -35,15 +35,29 @@ public enum SeccompAction: Sendable, Hashable {
 public struct SeccompCondition: Sendable, Hashable {
     /// How the argument is compared to ``value``.
     public enum Comparison: Sendable, Hashable {
-        case equal, notEqual, less, lessOrEqual, greater, greaterOrEqual
+        /// `argument == value`.
+        case equal
+        /// `argument != value`.
+        case notEqual
+        /// `argument < value` (unsigned).
+        case less
+        /// `argument <= value` (unsigned).
+        case lessOrEqual
+        /// `argument > value` (unsigned).
+        case greater
+        /// `argument >= value` (unsigned).
+        case greaterOrEqual
         /// `(argument & mask) == value`.
         case maskedEqual(mask: UInt64)
     }
     /// The argument's index, 0...5.
     public var argument: Int
+    /// The comparison.
     public var comparison: Comparison
+    /// The value compared against (for ``Comparison/maskedEqual(mask:)``, after masking).
     public var value: UInt64
 
+    /// `argument` compared with `value`.
     public init(argument: Int, _ comparison: Comparison, _ value: UInt64) {
         self.argument = argument
         self.comparison = comparison
@@ -55,10 +69,12 @@ public struct SeccompCondition: Sendable, Hashable {
 public struct SeccompRule: Sendable, Hashable {
     /// The system call's name as the kernel knows it on this architecture (`socket`, `clone3`).
     public var syscall: String
+    /// What the call gets when the conditions hold.
     public var action: SeccompAction
     /// All must hold (AND). Several rules for one call are alternatives (OR).
     public var conditions: [SeccompCondition]
 
+    /// A rule for `syscall`.
     public init(_ syscall: String, _ action: SeccompAction, when conditions: [SeccompCondition] = []) {
         self.syscall = syscall
         self.action = action
@@ -83,6 +99,7 @@ public struct SeccompFilter: Sendable, Hashable {
     /// The rules.
     public var rules: [SeccompRule]
 
+    /// A filter with a default action and rules.
     public init(defaultAction: SeccompAction = .allow, rules: [SeccompRule] = []) {
         self.defaultAction = defaultAction
         self.rules = rules

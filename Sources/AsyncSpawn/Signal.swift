@@ -12,22 +12,39 @@ public struct Signal: Sendable, Hashable, CustomStringConvertible {
     /// A signal by number. Any number in 1...64 is accepted.
     public init(rawValue: Int32) { self.rawValue = rawValue }
 
+    /// `SIGHUP`.
     public static let hangup = Signal(rawValue: SIGHUP)
+    /// `SIGINT`.
     public static let interrupt = Signal(rawValue: SIGINT)
+    /// `SIGQUIT`.
     public static let quit = Signal(rawValue: SIGQUIT)
+    /// `SIGABRT`.
     public static let abort = Signal(rawValue: SIGABRT)
+    /// SIGKILL: cannot be caught or ignored.
     public static let kill = Signal(rawValue: SIGKILL)
+    /// SIGTERM: the default first teardown signal.
     public static let terminate = Signal(rawValue: SIGTERM)
+    /// `SIGUSR1`.
     public static let user1 = Signal(rawValue: SIGUSR1)
+    /// `SIGUSR2`.
     public static let user2 = Signal(rawValue: SIGUSR2)
+    /// `SIGPIPE`.
     public static let pipe = Signal(rawValue: SIGPIPE)
+    /// `SIGALRM`.
     public static let alarm = Signal(rawValue: SIGALRM)
+    /// `SIGCHLD`.
     public static let child = Signal(rawValue: SIGCHLD)
+    /// `SIGCONT`.
     public static let `continue` = Signal(rawValue: SIGCONT)
+    /// `SIGSTOP`.
     public static let stop = Signal(rawValue: SIGSTOP)
+    /// SIGXCPU: sent at the soft RLIMIT_CPU.
     public static let cpuLimitExceeded = Signal(rawValue: SIGXCPU)
+    /// SIGXFSZ: sent past RLIMIT_FSIZE.
     public static let fileSizeLimitExceeded = Signal(rawValue: SIGXFSZ)
+    /// SIGSYS: also how a seccomp kill ends a process.
     public static let badSystemCall = Signal(rawValue: SIGSYS)
+    /// `SIGSEGV`.
     public static let segmentationFault = Signal(rawValue: SIGSEGV)
 
     static let names: [(String, Int32)] = [
@@ -72,6 +89,7 @@ public struct Signal: Sendable, Hashable, CustomStringConvertible {
         Signal.names.first(where: { $0.1 == rawValue }).map(\.0) ?? "\(rawValue)"
     }
 
+    /// `SIGTERM`, `SIGKILL`, ...
     public var description: String { "SIG\(name)" }
 }
 

@@ -41,6 +41,7 @@ public struct SpawnError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A human-readable explanation that names the culprit.
     public var message: String
 
+    /// An error value.
     public init(code: Code, step: String? = nil, errno: Int32? = nil, message: String) {
         self.code = code
         self.step = step
@@ -63,5 +64,6 @@ public struct SpawnError: Error, Sendable, Hashable, CustomStringConvertible {
         SpawnError(code: .invalidConfiguration, message: message)
     }
 
+    /// The ``message``.
     public var description: String { message }
 }

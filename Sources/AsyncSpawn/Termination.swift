@@ -8,6 +8,7 @@ public enum Termination: Sendable, Hashable, CustomStringConvertible {
     /// True when the child exited with code 0.
     public var isSuccess: Bool { self == .exited(0) }
 
+    /// `exited(0)`, `signaled(SIGKILL)`.
     public var description: String {
         switch self {
         case .exited(let code): "exited(\(code))"
@@ -27,13 +28,21 @@ public enum Termination: Sendable, Hashable, CustomStringConvertible {
 /// - ``seccompViolation``: killed by `SIGSYS` while a seccomp filter was loaded.
 /// - ``cancelled``: the task was cancelled and the teardown ended the child.
 public enum Outcome: String, Sendable, Hashable, CaseIterable {
+    /// The child exited by itself (see ``Termination/exited(_:)``).
     case exited
+    /// A signal ended the child, and none of the more specific outcomes applies.
     case signaled
+    /// The timeout expired and the teardown ended the child.
     case timedOut = "timed_out"
+    /// The CPU-time limit ended the child.
     case cpuLimit = "cpu_limit"
+    /// The file-size limit ended the child.
     case fileSizeLimit = "file_size_limit"
+    /// A stream passed the output limit and the teardown ended the child.
     case outputLimit = "output_limit"
+    /// The seccomp filter killed the child (SIGSYS).
     case seccompViolation = "seccomp_violation"
+    /// The task was cancelled and the teardown ended the child.
     case cancelled
 }
 
@@ -49,6 +58,7 @@ public struct ResourceUsage: Sendable, Hashable {
     /// Peak resident set size in KiB (`ru_maxrss`).
     public var maxResidentSetKiB: Int
 
+    /// A usage value.
     public init(wallTime: Duration, userTime: Duration, systemTime: Duration, maxResidentSetKiB: Int) {
         self.wallTime = wallTime
         self.userTime = userTime
@@ -82,10 +92,13 @@ public struct RunResult: Sendable, Hashable {
     /// True when stderr went past the output limit and was cut.
     public var standardErrorTruncated: Bool
 
-    /// Shorthands for the report's fields.
+    /// The report's termination.
     public var termination: Termination { report.termination }
+    /// The report's outcome.
     public var outcome: Outcome { report.outcome }
+    /// The report's usage.
     public var usage: ResourceUsage { report.usage }
+    /// The child's pid (already reaped).
     public var processID: Int32 { report.processID }
 
     /// Stdout decoded as UTF-8 (invalid sequences replaced).
