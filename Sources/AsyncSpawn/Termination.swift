@@ -21,9 +21,9 @@ public enum Termination: Sendable, Hashable, CustomStringConvertible {
 ///
 /// - ``timedOut``: the configured timeout expired and the teardown ended the child
 ///   (whatever its termination was).
-/// - ``outputLimit``: a stream passed the output limit and the teardown ended the child.
+/// - ``outputLimit``: a stream passed the output limit (the child's group is then torn down).
 /// - ``cpuLimit``: killed by `SIGXCPU`, or by `SIGKILL` with CPU time at or past the
-///   soft CPU limit (less a tick of slack: rusage is tick-based).
+///   soft CPU limit (less the larger of 150 ms and 10 % of it: rusage is tick-based).
 /// - ``fileSizeLimit``: killed by `SIGXFSZ`.
 /// - ``seccompViolation``: killed by `SIGSYS` while a seccomp filter was loaded.
 /// - ``cancelled``: the task was cancelled and the teardown ended the child.

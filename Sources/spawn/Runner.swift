@@ -24,10 +24,14 @@ struct Runner {
                 childGroup.store(child.processGroupID.map { -$0 } ?? child.processID, ordering: .relaxed)
                 async let out = json ? collect(child.standardOutput) : forward(child.standardOutput, to: 1)
                 async let err = json ? collect(child.standardError) : forward(child.standardError, to: 2)
-                async let fed: Void = feed(stdinSource, to: child.standardInput)
+                // The feeder must not outlive the child: a stdin that never ends
+                // (a terminal, `sleep | spawn --stdin -`) would otherwise hold spawn.
+                let feeder = Task { await feed(stdinSource, to: child.standardInput) }
+                defer { feeder.cancel() }
                 _ = try await child.waitForReport()
                 let (o, e) = try await (out, err)
-                await fed
+                feeder.cancel()
+                await feeder.value
                 return Collected(stdout: o, stderr: e,
                                  stdoutTruncated: child.standardOutput.truncated,
                                  stderrTruncated: child.standardError.truncated)
@@ -106,6 +110,7 @@ struct Runner {
             writer.finish()
         }
         for await chunk in pump.chunks {
+            if Task.isCancelled { return }
             do {
                 try await writer.write(chunk)
             } catch {

@@ -98,11 +98,13 @@ struct SpawnOptions: ParsableArguments {
             let a = arguments[i]
             if a == "--" { return (options, Array(arguments[(i + 1)...])) }
             if a.hasPrefix("-") && a != "-" {
-                options.append(a)
                 if valueOptions.contains(a), i + 1 < arguments.count {
-                    options.append(arguments[i + 1])
+                    // Joined as --opt=value so that a value starting with '-' stays a
+                    // value (and a malformed one is reported with its option).
+                    options.append(a + "=" + arguments[i + 1])
                     i += 2
                 } else {
+                    options.append(a)
                     i += 1
                 }
                 continue

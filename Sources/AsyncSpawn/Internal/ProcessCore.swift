@@ -135,7 +135,9 @@ final class ProcessCore: Sendable {
     @discardableResult
     func beginTeardown(_ reason: TeardownReason) -> Task<Void, Never> {
         state.withLock { s -> Task<Void, Never> in
-            if s.exit == nil && s.reason == nil { s.reason = reason }
+            // A stream past the output limit is the outcome even when the child
+            // exited meanwhile; the other reasons count only if they ended it.
+            if s.reason == nil && (s.exit == nil || reason == .outputLimit) { s.reason = reason }
             if let t = s.teardownTask { return t }
             let t = Task { await self.runTeardown() }
             s.teardownTask = t
@@ -248,11 +250,14 @@ final class ProcessCore: Sendable {
         case .fileSizeLimitExceeded: return .fileSizeLimit
         case .badSystemCall where hasFilter: return .seccompViolation
         case .kill:
-            // RLIMIT_CPU accounting is tick-based: a child killed at the limit
-            // can read a few milliseconds under it.
+            // RLIMIT_CPU accounting is tick-based and rusage is sampled: a child
+            // killed at the limit can read up to ~100 ms under it on a loaded
+            // machine. Allow the larger of 150 ms and 10 % of the limit.
             if let soft = cpuSoftLimitSeconds, soft < UInt64.max {
                 let cpu = usage.userTime + usage.systemTime
-                if cpu + .milliseconds(50) >= .seconds(Int64(soft)) { return .cpuLimit }
+                let limit = Duration.seconds(Int64(clamping: soft))
+                let slack = max(.milliseconds(150), limit / 10)
+                if cpu + slack >= limit { return .cpuLimit }
             }
             return .signaled
         default: return .signaled
