@@ -120,11 +120,10 @@ int cspawn_spawn(const cspawn_config *config, cspawn_result *result) {
     _cspawn_child_context context = {.config = config, .report_fd = report[1]};
     int pidfd = -1;
     int mode = __atomic_load_n(&pidfd_mode, __ATOMIC_RELAXED);
-    // No exit signal (0 instead of SIGCHLD): the child is a "clone" child, which
-    // waitpid(-1, ...) without __WALL never reaps and which a process that
-    // ignores SIGCHLD does not auto-reap. Someone else's reaper loop cannot steal
-    // its status; we wait for it by pidfd with __WALL.
-    int flags = CLONE_VM | CLONE_VFORK;
+    // SIGCHLD as the exit signal, like posix_spawn (execve would reset any other
+    // exit signal to SIGCHLD anyway). Someone else's waitpid(-1) can therefore
+    // reap the child; the Swift side detects that (ECHILD) and reports it.
+    int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
     pid_t pid;
     int clone_errno = 0;
     if (mode == 0 || mode == 1) {

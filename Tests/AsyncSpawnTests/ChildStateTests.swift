@@ -33,10 +33,15 @@ struct SignalStateTests {
             sigaddset(&set, SIGTERM)
             pthread_sigmask(SIG_BLOCK, &set, nil)
         })
-        let (report, result) = try await withTaskExecutorPreference(executor) {
-            try await probeReport()
+        // The probe links libswiftCore (SwiftPM links it into C executables),
+        // whose backtracer would catch crash signals in the child itself;
+        // SWIFT_BACKTRACE=enable=no keeps the child's own sigcgt at 0.
+        var config = Probe.config()
+        config.environment = Environment.inherit.setting("SWIFT_BACKTRACE", to: "enable=no")
+        let (report, result) = try await withTaskExecutorPreference(executor) { [config] in
+            try await probeReport(config)
         }
-        await executor.stop()
+        await executor.retireThread()
         #expect(result.termination == .exited(0))
         #expect(report["sigblk"] == zeroMask)
         #expect(report["sigign"] == zeroMask)
@@ -70,6 +75,15 @@ struct SignalStateTests {
         #expect(report["seccomp"] == "0")
     }
 
+    @Test func deathSignalByDefaultAndOff() async throws {
+        let (on, _) = try await probeReport()
+        #expect(on["pdeathsig"] == "\(SIGKILL)")
+        var config = Probe.config()
+        config.dieWithParent = false
+        let (off, _) = try await probeReport(config)
+        #expect(off["pdeathsig"] == "0")
+    }
+
     @Test func noNewPrivilegesWhenAsked() async throws {
         var config = Probe.config()
         config.noNewPrivileges = true
@@ -77,6 +91,14 @@ struct SignalStateTests {
         #expect(report["no_new_privs"] == "1")
         #expect(report["seccomp"] == "0")
     }
+}
+
+/// pipe() then FD_CLOEXEC on both ends (pipe2 is not exported to Swift).
+func cloexecPipe() -> [Int32] {
+    var fds: [Int32] = [-1, -1]
+    precondition(pipe(&fds) == 0)
+    for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    return fds
 }
 
 @Suite(Gate.shared)
@@ -116,8 +138,7 @@ struct DescriptorTests {
 
     /// A pipe mapped to fd 5: the child has 0, 1, 2, 5 and its writes on 5 arrive.
     @Test func mappedDescriptor() async throws {
-        var fds: [Int32] = [-1, -1]
-        #expect(pipe2(&fds, O_CLOEXEC) == 0)
+        let fds = cloexecPipe()
         defer { close(fds[0]) }
 
         var reportConfig = Probe.config("report")
@@ -139,13 +160,11 @@ struct DescriptorTests {
 
     /// Two mappings that swap numbers (source of one is the target of the other).
     @Test func mappingsThatOverlap() async throws {
-        var a: [Int32] = [-1, -1], b: [Int32] = [-1, -1]
-        #expect(pipe2(&a, O_CLOEXEC) == 0)
-        #expect(pipe2(&b, O_CLOEXEC) == 0)
+        let a = cloexecPipe(), b = cloexecPipe()
         defer { for fd in a + b { close(fd) } }
-        // Move b's write end to a number the other mapping targets.
-        let high: Int32 = 40
-        #expect(dup3(b[1], high, O_CLOEXEC) == high)
+        // b's write end, at a number the other mapping targets.
+        let high = fcntl(b[1], F_DUPFD_CLOEXEC, 40)
+        #expect(high >= 40)
         defer { close(high) }
         var config = Probe.config("write", "7", "\(high)")
         config.extraFileDescriptors = [
@@ -215,15 +234,37 @@ struct CredentialTests {
     }
 
     /// Dropping the uid clears the parent-death signal in the kernel; the library
-    /// sets it after the drop. (PR_GET_PDEATHSIG is not in the report, so this
-    /// checks the other effect: the child still starts and runs as 65534.)
-    @Test func credentialsWithDieWithParent() async throws {
+    /// must set it after the drop, so the child still has it.
+    @Test func deathSignalSurvivesTheCredentialDrop() async throws {
         var config = Configuration(executable: Probe.worldExecutableCopy)
         config.credentials = Credentials(userID: 65534, groupID: 65534)
         config.dieWithParent = true
         let (report, result) = try await probeReport(config)
         #expect(result.termination == .exited(0))
         #expect(report["uid"] == "65534")
+        #expect(report["pdeathsig"] == "\(SIGKILL)")
+    }
+
+    /// Under uid 65534 (root is exempt), RLIMIT_NPROC stops forks.
+    @Test func processLimitUnderUnprivilegedUser() async throws {
+        var config = Configuration(executable: Probe.worldExecutableCopy, arguments: ["fork-n", "10"])
+        config.credentials = Credentials(userID: 65534, groupID: 65534)
+        config.limits.processes = .count(3)
+        config.timeout = .seconds(30)
+        let limited = try await run(config)
+        #expect(limited.termination == .exited(0), "stderr: \(limited.standardErrorString)")
+        let report = Report(limited.standardOutputString)
+        let forked = try #require(report.int("forked"), "output: \(limited.standardOutputString)")
+        // The probe itself counts: with 3 allowed, 2 forks. (This suite is
+        // serialized, so no other child of ours runs as 65534 meanwhile.)
+        #expect(forked == 2)
+        #expect(report.int("errno") == EAGAIN)
+
+        // The control: without the limit all ten forks succeed.
+        config.limits.processes = nil
+        let free = try await run(config)
+        #expect(Report(free.standardOutputString).int("forked") == 10)
+        #expect(Report(free.standardOutputString)["errno"] == nil)
     }
 }
 

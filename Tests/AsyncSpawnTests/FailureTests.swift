@@ -33,7 +33,7 @@ struct StepFailureTests {
     @Test func execOfANonExecutableFile() async throws {
         let dir = TempDir()
         let path = dir.file("plain")
-        FileManager.default.createFile(atPath: path, contents: Data("#!/bin/sh\nexit 0\n".utf8),
+        _ = FileManager.default.createFile(atPath: path, contents: Data("#!/bin/sh\nexit 0\n".utf8),
                                        attributes: [.posixPermissions: 0o644])
         let error = await expectSpawnError { _ = try await run(path) }
         #expect(error?.code == .childSetupFailed)
@@ -46,7 +46,7 @@ struct StepFailureTests {
     @Test func execOfGarbage() async throws {
         let dir = TempDir()
         let path = dir.file("garbage")
-        FileManager.default.createFile(atPath: path, contents: Data([0x00, 0x01, 0x02, 0xff, 0xfe, 0x7f, 0x45]),
+        _ = FileManager.default.createFile(atPath: path, contents: Data([0x00, 0x01, 0x02, 0xff, 0xfe, 0x7f, 0x45]),
                                        attributes: [.posixPermissions: 0o755])
         let error = await expectSpawnError { _ = try await run(path) }
         #expect(error?.code == .childSetupFailed)
@@ -72,7 +72,7 @@ struct StepFailureTests {
     /// matches exist the error is EACCES.
     @Test func pathSearchSkipsNonExecutables() async throws {
         let first = TempDir(), second = TempDir()
-        FileManager.default.createFile(atPath: first.file("tool"), contents: Data("x".utf8),
+        _ = FileManager.default.createFile(atPath: first.file("tool"), contents: Data("x".utf8),
                                        attributes: [.posixPermissions: 0o644])
         var config = Configuration(executable: "tool", arguments: ["exit", "7"])
         config.environment = Environment.inherit.setting("PATH", to: "\(first.path):\(second.path)")

@@ -115,15 +115,18 @@ struct LimitsTests {
         #expect(report.limit("nofile")?.hard == ResourceLimits.current(7).hard.probeText)
     }
 
-    /// A hard limit below the soft limit the child would inherit (soft left nil)
-    /// puts soft above hard: rejected before spawn, as prlimit(1) would fail.
-    @Test func hardBelowInheritedSoftIsRejected() async throws {
+    /// A hard limit below the soft limit the child would inherit (soft left
+    /// nil): the kept soft limit comes down to the new hard limit, as with
+    /// prlimit(1)'s `:HARD` meant to be usable on its own.
+    @Test func hardBelowInheritedSoftLowersTheSoft() async throws {
         let fsize = ResourceLimits.current(1)
         try #require(fsize.soft == .unlimited)
-        var config = Probe.config("exit", "0")
+        var config = Probe.config()
         config.limits.fileSize = Limit(soft: nil, hard: .value(3 << 20))
-        let error = await expectSpawnError { _ = try await run(config) }
-        #expect(error?.code == .invalidConfiguration)
+        let (report, result) = try await probeReport(config)
+        #expect(result.termination == .exited(0))
+        #expect(report.limit("fsize")?.soft == "\(3 << 20)")
+        #expect(report.limit("fsize")?.hard == "\(3 << 20)")
     }
 
     /// Unlimited values where the hard limit allows them.
@@ -196,7 +199,10 @@ struct LimitsTests {
     }
 
     /// cpu soft = hard = 1 s: the kernel sends SIGKILL at the hard limit; the
-    /// outcome is still cpuLimit (CPU time at the limit).
+    /// outcome is still cpuLimit (CPU time at the limit). rusage is tick-sampled:
+    /// with other tests spinning concurrently it has read 0.91 s here for a child
+    /// the kernel killed at 1 s, so the classification needs more slack than a
+    /// few milliseconds.
     @Test func cpuHardLimitIsClassifiedAsCPULimit() async throws {
         var config = Probe.config("spin")
         config.limits.cpuTime = .seconds(.seconds(1))
@@ -226,27 +232,5 @@ struct LimitsTests {
         #expect(result.outcome == .fileSizeLimit)
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? -1
         #expect(size == 10_000)
-    }
-
-    /// Under uid 65534 (root is exempt), RLIMIT_NPROC stops forks.
-    @Test func processLimitUnderUnprivilegedUser() async throws {
-        var config = Configuration(executable: Probe.worldExecutableCopy, arguments: ["fork-n", "10"])
-        config.credentials = Credentials(userID: 65534, groupID: 65534)
-        config.limits.processes = .count(3)
-        config.timeout = .seconds(30)
-        let limited = try await run(config)
-        #expect(limited.termination == .exited(0), "stderr: \(limited.standardErrorString)")
-        let report = Report(limited.standardOutputString)
-        let forked = try #require(report.int("forked"), "output: \(limited.standardOutputString)")
-        // The probe itself counts: with 3 allowed, 2 forks at most.
-        #expect(forked <= 2)
-        #expect(forked >= 1, "no fork succeeded at all: other processes of uid 65534?")
-        #expect(report.int("errno") == EAGAIN)
-
-        // The control: without the limit all ten forks succeed.
-        config.limits.processes = nil
-        let free = try await run(config)
-        #expect(Report(free.standardOutputString).int("forked") == 10)
-        #expect(Report(free.standardOutputString)["errno"] == nil)
     }
 }

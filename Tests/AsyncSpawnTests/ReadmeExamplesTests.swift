@@ -62,7 +62,7 @@ import Glibc
 
     @Test func seccomp() async throws {
         var filter = SeccompFilter.preset(.noNetwork)
-            .merging(.preset(.noNewProcesses))
+            .merging(.preset(.noProcessInspection))
         filter.rules.append(SeccompRule("mkdir", .errno(EACCES)))
         filter.rules.append(SeccompRule("kill", .errno(EPERM), when: [SeccompCondition(argument: 1, .equal, 9)]))
         var config = Configuration(executable: "python3", arguments: ["-c", "import socket; socket.socket()"])

@@ -23,14 +23,14 @@ enum Probe {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let n = readlink("/proc/self/exe", &buffer, Int(PATH_MAX))
         precondition(n > 0, "cannot read /proc/self/exe")
-        buffer[n] = 0
-        var dir = URL(fileURLWithPath: String(cString: buffer)).deletingLastPathComponent()
+        let exe = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
         while dir.path != "/" {
             let candidate = dir.appendingPathComponent("spawn-probe").path
             if access(candidate, X_OK) == 0 { return candidate }
             dir = dir.deletingLastPathComponent()
         }
-        fatalError("spawn-probe not found next to \(String(cString: buffer)); build with --build-tests")
+        fatalError("spawn-probe not found next to \(exe); build with --build-tests")
     }()
 
     /// A configuration running the probe with `arguments`.
@@ -45,14 +45,25 @@ enum Probe {
     /// A copy of the probe in a directory every user may enter (0755), for
     /// children that drop to uid 65534.
     static let worldExecutableCopy: String = {
-        let dir = TempDir(mode: 0o755)
-        let target = dir.path + "/spawn-probe"
+        var template = Array("/tmp/asyncspawn-probe-XXXXXX".utf8CString)
+        let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        precondition(p != nil, "mkdtemp failed")
+        let dir = String(cString: p!)
+        chmod(dir, 0o755)
+        let target = dir + "/spawn-probe"
         let data = FileManager.default.contents(atPath: path)!
-        FileManager.default.createFile(atPath: target, contents: data, attributes: [.posixPermissions: 0o755])
-        // Deliberately never removed while the tests run; it lives in /tmp.
+        _ = FileManager.default.createFile(atPath: target, contents: data, attributes: [.posixPermissions: 0o755])
+        // Kept for the rest of the run (tests use it concurrently), removed at exit.
+        worldCopyDirectory = dir
+        atexit {
+            if let dir = worldCopyDirectory { try? FileManager.default.removeItem(atPath: dir) }
+        }
         return target
     }()
 }
+
+/// The directory of ``Probe/worldExecutableCopy``, for the atexit clean-up.
+nonisolated(unsafe) private var worldCopyDirectory: String?
 
 /// The probe's `report` output as a dictionary.
 struct Report {
@@ -158,6 +169,15 @@ enum Proc {
         return result
     }
 
+    /// The kernel id of the calling thread (gettid is not exported to Swift).
+    static func currentThreadID() -> Int32 {
+        var buffer = [CChar](repeating: 0, count: 128)
+        let n = readlink("/proc/thread-self", &buffer, 127)
+        guard n > 0 else { return -1 }
+        let text = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return Int32(text.split(separator: "/").last ?? "") ?? -1
+    }
+
     /// Threads of this process.
     static func threadCount() -> Int {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? -1
@@ -196,6 +216,12 @@ enum Proc {
             if Proc.parent(pid) == me && Proc.state(pid) == "Z" { result.insert(pid) }
         }
         return result
+    }
+
+    /// SIGKILLs every process whose command line holds `marker` (clean-up of
+    /// leftovers after a failed test).
+    static func killAll(withArgument marker: String) {
+        for pid in processes(withArgument: marker) where pid != getpid() { kill(pid, SIGKILL) }
     }
 
     /// Pids whose command line contains `marker` as a whole argument.
@@ -318,6 +344,18 @@ final class Event: Sendable {
     }
 }
 
+// MARK: - A box
+
+/// A tiny lock-protected box for test bookkeeping.
+final class Box<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func get() -> Value { lock.withLock { value } }
+    func set(_ v: Value) { lock.withLock { value = v } }
+    func update<R>(_ body: (inout Value) -> R) -> R { lock.withLock { body(&value) } }
+}
+
 // MARK: - The process gate
 
 /// A reader-writer gate over the whole test process: ordinary tests run
@@ -392,60 +430,74 @@ struct Gate: TestTrait, SuiteTrait, TestScoping {
 
 // MARK: - A thread of our own as a task executor
 
-/// A task executor backed by one dedicated thread, so a test can control the
-/// thread that calls the library (its signal mask; its exit).
+/// A task executor backed by a dedicated thread, so a test controls the thread
+/// that calls the library: its signal mask, and when it exits.
+///
+/// ``retireThread()`` lets the current thread exit once its queue is empty; a
+/// job enqueued later starts a fresh thread (running `setup` again), so tasks
+/// that prefer this executor never strand.
 final class ThreadExecutor: TaskExecutor, @unchecked Sendable {
     private let condition = NSCondition()
     private var jobs: [UnownedJob] = []
-    private var stopping = false
-    private let exited = Event()
+    private var threadRunning = false
+    private var retiring = false
+    private var exitEvent = Event()
+    private var currentThreadID: Int32 = 0
     private let setup: @Sendable () -> Void
-    /// The kernel thread id of the executor's thread, once it runs.
-    private(set) var threadID: Int32 = 0
-    private let started = DispatchSemaphore(value: 0)
 
     init(setup: @escaping @Sendable () -> Void = {}) {
         self.setup = setup
-        let thread = Thread { [self] in self.loop() }
-        thread.start()
-        started.wait()
     }
 
-    private func loop() {
-        threadID = Int32(gettid())
-        setup()
-        started.signal()
-        while true {
-            condition.lock()
-            while jobs.isEmpty && !stopping { condition.wait() }
-            if jobs.isEmpty && stopping {
-                condition.unlock()
-                break
+    /// The kernel id of the thread now serving the executor (0: none yet).
+    var threadID: Int32 { condition.withLock { currentThreadID } }
+
+    private func startThread() {
+        // Called with the condition's lock held.
+        threadRunning = true
+        exitEvent = Event()
+        let exited = exitEvent
+        let thread = Thread { [self] in
+            let tid = Proc.currentThreadID()
+            self.condition.withLock { self.currentThreadID = tid }
+            self.setup()
+            while true {
+                self.condition.lock()
+                while self.jobs.isEmpty && !self.retiring { self.condition.wait() }
+                if self.jobs.isEmpty {
+                    self.retiring = false
+                    self.threadRunning = false
+                    self.currentThreadID = 0
+                    self.condition.unlock()
+                    break
+                }
+                let job = self.jobs.removeFirst()
+                self.condition.unlock()
+                job.runSynchronously(on: self.asUnownedTaskExecutor())
             }
-            let job = jobs.removeFirst()
-            condition.unlock()
-            job.runSynchronously(on: asUnownedTaskExecutor())
+            exited.fire()
         }
-        exited.fire()
+        thread.start()
     }
 
     func enqueue(_ job: consuming ExecutorJob) {
         let unowned = UnownedJob(job)
         condition.lock()
         jobs.append(unowned)
-        condition.signal()
+        if !threadRunning { startThread() } else { condition.signal() }
         condition.unlock()
     }
 
-    /// Lets the thread exit once its queue is empty, and waits until it has.
-    func stop() async {
-        condition.lock()
-        stopping = true
-        condition.signal()
-        condition.unlock()
-        await exited.wait()
-        // The pthread has returned from its body; give the kernel a moment to
-        // retire the task (checked by the caller through /proc).
+    /// Lets the current thread exit once its queue is empty; returns after it has
+    /// left its body (the kernel retires it a moment later).
+    func retireThread() async {
+        let event: Event? = condition.withLock {
+            guard threadRunning else { return nil }
+            retiring = true
+            condition.signal()
+            return exitEvent
+        }
+        await event?.wait()
     }
 }
 

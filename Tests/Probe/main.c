@@ -7,7 +7,8 @@
 // Subcommands (argv[1]):
 //   report                      one "key value" line per fact:
 //                                 pid ppid sid pgid uid gid groups cwd
-//                                 no_new_privs seccomp sigblk sigign sigcgt fds
+//                                 no_new_privs seccomp pdeathsig sigblk sigign
+//                                 sigcgt fds
 //                                 rlimit.NAME SOFT HARD   (x16, prlimit(1) names,
 //                                                          "unlimited" for RLIM_INFINITY)
 //                               groups: comma list of supplementary gids (empty
@@ -15,7 +16,8 @@
 //                               descriptors (the one used to list them excluded);
 //                               sigblk/sigign/sigcgt: the hex masks of
 //                               /proc/self/status; no_new_privs and seccomp: the
-//                               NoNewPrivs and Seccomp fields of /proc/self/status.
+//                               NoNewPrivs and Seccomp fields of /proc/self/status;
+//                               pdeathsig: prctl(PR_GET_PDEATHSIG), 0 for none.
 //   write N [FD]                writes N bytes to FD (default 1) and exits 0.
 //                               Byte i is '\n' when i % 64 == 63, else
 //                               'a' + (i % 64) % 26: every line is 63 letters and a
@@ -30,6 +32,9 @@
 //                               "grandchild PID\n", then sleeps SECONDS too.
 //   escape SECONDS              forks a grandchild that calls setsid() and sleeps
 //                               SECONDS with stdout still open; the parent prints
+//                               "grandchild PID\n" and exits 0 at once.
+//   fork-exit SECONDS           forks a grandchild that sleeps SECONDS in the same
+//                               group (stdout still open), prints
 //                               "grandchild PID\n" and exits 0 at once.
 //   close-stdout-then-sleep S   closes stdout, then sleeps S seconds.
 //   env NAME                    prints the value of NAME, or "unset".
@@ -56,6 +61,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -65,7 +71,7 @@
 
 static void usage(void) {
     fprintf(stderr, "usage: spawn-probe report|write|cat|sleep|ignore-term|exit|kill-self|spin|"
-                    "fork-sleep|escape|close-stdout-then-sleep|env|fsize-write|fork-n|print-lines|stderr ...\n");
+                    "fork-sleep|fork-exit|escape|close-stdout-then-sleep|env|fsize-write|fork-n|print-lines|stderr ...\n");
     exit(2);
 }
 
@@ -157,6 +163,9 @@ static int report(void) {
     printf("no_new_privs %s\n", value);
     status_field("Seccomp", value, sizeof value);
     printf("seccomp %s\n", value);
+    int pdeathsig = 0;
+    if (prctl(PR_GET_PDEATHSIG, &pdeathsig, 0, 0, 0) != 0) pdeathsig = -1;
+    printf("pdeathsig %d\n", pdeathsig);
     status_field("SigBlk", value, sizeof value);
     printf("sigblk %s\n", value);
     status_field("SigIgn", value, sizeof value);
@@ -305,6 +314,22 @@ static int fork_sleep(double seconds) {
     return 0;
 }
 
+static int fork_exit(double seconds) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "fork: %s\n", strerror(errno));
+        return 1;
+    }
+    if (pid == 0) {
+        sleep_seconds(seconds);
+        _exit(0);
+    }
+    printf("grandchild %d\n", (int)pid);
+    fflush(stdout);
+    return 0;
+}
+
 static int escape(double seconds) {
     fflush(stdout);
     int ready[2];
@@ -428,6 +453,10 @@ int main(int argc, char **argv) {
     if (strcmp(command, "fork-sleep") == 0) {
         if (argc < 3) usage();
         return fork_sleep(parse_seconds(argv[2]));
+    }
+    if (strcmp(command, "fork-exit") == 0) {
+        if (argc < 3) usage();
+        return fork_exit(parse_seconds(argv[2]));
     }
     if (strcmp(command, "escape") == 0) {
         if (argc < 3) usage();

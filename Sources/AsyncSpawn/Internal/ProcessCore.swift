@@ -69,6 +69,9 @@ final class ProcessCore: Sendable {
         }
         timeout?.cancel()
         for w in waiters { w.resume(returning: true) }
+        // Clean up the group and arm the drain deadline now, not when someone
+        // awaits the report: a body that only reads the streams must see them end.
+        Task { await self.finishAfterExit() }
     }
 
     var hasExited: Bool { state.withLock { $0.exit != nil } }
