@@ -44,7 +44,7 @@ public struct ChildProcess: Sendable {
     /// Ends the child with the configured ``Teardown`` (first signal to the group,
     /// grace, SIGKILL) and returns once it has been reaped.
     public func terminate() async {
-        await core.beginTeardown(.terminated).value
+        await core.tearDownAndWait(.terminated)
     }
 
     /// Waits for the child to end, then for what it left in its group to be torn
@@ -60,7 +60,7 @@ public struct ChildProcess: Sendable {
     public func waitForReport() async throws -> ProcessReport {
         if !(await core.waitExit()) {
             // Cancelled: tear down, in a task of its own that cancellation cannot cut short.
-            await core.beginTeardown(.cancelled).value
+            await core.tearDownAndWait(.cancelled)
         }
         await Task { await core.finishAfterExit() }.value
         return try core.report()
@@ -92,7 +92,7 @@ public func withChildProcess<Result: Sendable>(
     let child = launched.child
     do {
         let value = try await body(child)
-        if !child.core.hasExited { await child.core.beginTeardown(.terminated).value }
+        if !child.core.hasExited { await child.core.tearDownAndWait(.terminated) }
         await Task { await child.core.finishAfterExit() }.value
         launched.close()
         let report = try child.core.report()
@@ -101,7 +101,7 @@ public func withChildProcess<Result: Sendable>(
         let reason: TeardownReason = Task.isCancelled ? .cancelled : .terminated
         let core = child.core
         await Task {
-            await core.beginTeardown(reason).value
+            await core.tearDownAndWait(reason)
             await core.finishAfterExit()
         }.value
         launched.close()

@@ -124,9 +124,15 @@ public struct SeccompFilter: Sendable, Hashable {
     /// cache makes repeated spawns with one filter compile it once).
     public static var compilationCount: Int { cache.withLock { $0.compilations } }
 
+    /// How many times this filter value was compiled by libseccomp in this process.
+    public static func compilationCount(of filter: SeccompFilter) -> Int {
+        cache.withLock { $0.perFilter[filter] ?? 0 }
+    }
+
     private struct Cache {
         var programs: [SeccompFilter: SeccompProgram] = [:]
         var compilations = 0
+        var perFilter: [SeccompFilter: Int] = [:]
     }
     private static let cache = Mutex(Cache())
 
@@ -142,6 +148,7 @@ public struct SeccompFilter: Sendable, Hashable {
         let program = try compileUncached()
         SeccompFilter.cache.withLock {
             $0.compilations += 1
+            $0.perFilter[self, default: 0] += 1
             if $0.programs.count > 256 { $0.programs.removeAll() }
             $0.programs[self] = program
         }

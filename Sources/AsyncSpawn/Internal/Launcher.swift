@@ -202,15 +202,7 @@ enum Launcher {
             standardError: ChildOutput(pipe: err, core: core, limit: c.outputLimit, maximumLineLength: c.maximumLineLength),
             standardInput: StandardInputWriter(pipe: input))
 
-        if let timeout = c.timeout {
-            let task = Task {
-                do {
-                    try await Task.sleep(for: timeout)
-                    core.beginTeardown(.timeout)
-                } catch {}
-            }
-            core.setTimeoutTask(task)
-        }
+        if let timeout = c.timeout { core.armTimeout(timeout) }
         return Launched(child: child, pipes: pipes)
     }
 }

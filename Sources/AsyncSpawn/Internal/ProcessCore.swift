@@ -32,9 +32,9 @@ final class ProcessCore: Sendable {
         var exitWaiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
         var nextWaiter: UInt64 = 0
         var reason: TeardownReason?
-        var teardownTask: Task<Void, Never>?
+        var teardownStarted = false
         var groupTask: Task<Void, Never>?
-        var timeoutTask: Task<Void, Never>?
+        var timeoutTimer: UInt64?
         var drained = false
         var streamFDs: [Int32] = []
         var pidfdClosed = false
@@ -58,16 +58,16 @@ final class ProcessCore: Sendable {
     /// Called once, on the reactor thread, when the child has been reaped.
     func exited(_ result: ExitResult) {
         let now = ContinuousClock.now
-        let (waiters, timeout) = state.withLock { s -> ([CheckedContinuation<Bool, Never>], Task<Void, Never>?) in
+        let (waiters, timeout) = state.withLock { s -> ([CheckedContinuation<Bool, Never>], UInt64?) in
             s.exit = result
             s.exitTime = now
             let w = Array(s.exitWaiters.values)
             s.exitWaiters.removeAll()
-            let t = s.timeoutTask
-            s.timeoutTask = nil
+            let t = s.timeoutTimer
+            s.timeoutTimer = nil
             return (w, t)
         }
-        timeout?.cancel()
+        if let timeout { Reactor.shared.cancelTimer(timeout) }
         for w in waiters { w.resume(returning: true) }
         // Clean up the group and arm the drain deadline now, not when someone
         // awaits the report: a body that only reads the streams must see them end.
@@ -80,13 +80,15 @@ final class ProcessCore: Sendable {
 
     var isDrained: Bool { state.withLock { $0.drained } }
 
-    func setTimeoutTask(_ task: Task<Void, Never>) {
+    /// Arms the wall-clock timeout on the reactor thread.
+    func armTimeout(_ timeout: Duration) {
+        let id = Reactor.shared.schedule(after: timeout) { [self] in self.beginTeardown(.timeout) }
         let cancelNow = state.withLock { s -> Bool in
             if s.exit != nil { return true }
-            s.timeoutTask = task
+            s.timeoutTimer = id
             return false
         }
-        if cancelNow { task.cancel() }
+        if cancelNow { Reactor.shared.cancelTimer(id) }
     }
 
     func registerStream(fd: Int32) {
@@ -132,36 +134,34 @@ final class ProcessCore: Sendable {
         }
     }
 
-    /// Starts (or joins) the teardown: the first signal to the group, the grace,
-    /// then SIGKILL. Runs in its own unstructured task so that a cancelled caller
-    /// cannot cut it short. `reason` is recorded only if the child is still running.
-    @discardableResult
-    func beginTeardown(_ reason: TeardownReason) -> Task<Void, Never> {
-        state.withLock { s -> Task<Void, Never> in
+    /// Starts the teardown, once: the first signal (and SIGCONT, so a stopped
+    /// group can act on it) to the group now, from the calling thread, and SIGKILL
+    /// after the grace from a reactor timer. Nothing here needs Swift's
+    /// cooperative pool, so a blocked pool cannot delay it. `reason` is recorded
+    /// only if the child is still running (or, for the output limit, always).
+    func beginTeardown(_ reason: TeardownReason) {
+        let start = state.withLock { s -> Bool in
             // A stream past the output limit is the outcome even when the child
             // exited meanwhile; the other reasons count only if they ended it.
             if s.reason == nil && (s.exit == nil || reason == .outputLimit) { s.reason = reason }
-            if let t = s.teardownTask { return t }
-            let t = Task { await self.runTeardown() }
-            s.teardownTask = t
-            return t
+            if s.exit != nil || s.teardownStarted { return false }
+            s.teardownStarted = true
+            return true
+        }
+        guard start else { return }
+        signalTarget(teardown.signal)
+        guard teardown.signal != .kill else { return }
+        signalTarget(.continue)
+        Reactor.shared.schedule(after: teardown.grace) { [self] in
+            if !self.hasExited { self.signalTarget(.kill) }
         }
     }
 
-    private func runTeardown() async {
-        if hasExited { return }
-        signalTarget(teardown.signal)
-        if teardown.signal != .kill { signalTarget(.continue) }
-        if teardown.signal != .kill && teardown.grace > .zero {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { _ = await self.waitExit() }
-                group.addTask { try? await Task.sleep(for: self.teardown.grace) }
-                await group.next()
-                group.cancelAll()
-            }
-        }
-        if !hasExited { signalTarget(.kill) }
-        _ = await waitExit()
+    /// Starts the teardown and waits for the child to be reaped, even when the
+    /// calling task is cancelled.
+    func tearDownAndWait(_ reason: TeardownReason) async {
+        beginTeardown(reason)
+        await Task { _ = await self.waitExit() }.value
     }
 
     /// After the exit: tears down what the child left in its group, then arms the

@@ -45,7 +45,13 @@ final class Reactor: Sendable {
         var exitWatches: [Int32: ExitWatch] = [:]  // by pidfd
         var polled: [Int32: ExitWatch] = [:]  // by pid, where pidfds are unavailable
         var jobs: [@Sendable () -> Void] = []
+        var timers: [UInt64: Timer] = [:]
         var nextID: UInt64 = 1
+    }
+
+    private struct Timer {
+        var deadline: ContinuousClock.Instant
+        var body: @Sendable () -> Void
     }
 
     private let epollFD: Int32
@@ -78,7 +84,17 @@ final class Reactor: Sendable {
         cspawn_name_thread("asyncspawn")
         var fds = [Int32](repeating: -1, count: 64)
         while true {
-            let timeout: Int32 = state.withLock { $0.polled.isEmpty } ? -1 : 10
+            let timeout: Int32 = state.withLock { s -> Int32 in
+                var t: Int32 = s.polled.isEmpty ? -1 : 10
+                if let next = s.timers.values.map(\.deadline).min() {
+                    let (sec, atto) = (next - ContinuousClock.now).components
+                    // Round up so a timer never fires early; at least 0.
+                    let ms = max(0, sec * 1000 + (atto + 999_999_999_999_999) / 1_000_000_000_000_000)
+                    let capped = Int32(clamping: ms)
+                    t = t < 0 ? capped : min(t, capped)
+                }
+                return t
+            }
             let n = fds.withUnsafeMutableBufferPointer {
                 cspawn_epoll_wait(epollFD, $0.baseAddress, 64, timeout)
             }
@@ -105,6 +121,12 @@ final class Reactor: Sendable {
             }
             let polled = state.withLock { Array($0.polled.values) }
             for watch in polled { reap(watch, rearm: false) }
+            let now = ContinuousClock.now
+            let due = state.withLock { s -> [@Sendable () -> Void] in
+                let ids = s.timers.filter { $0.value.deadline <= now }.map(\.key)
+                return ids.compactMap { s.timers.removeValue(forKey: $0)?.body }
+            }
+            for body in due { body() }
         }
     }
 
@@ -139,6 +161,26 @@ final class Reactor: Sendable {
             state.withLock { $0.jobs.append { continuation.resume(returning: body()) } }
             cspawn_eventfd_signal(wakeFD)
         }
+    }
+
+    /// Runs `body` on the reactor thread after `delay`, independently of Swift's
+    /// cooperative pool (a server that blocks its pool must not delay a timeout).
+    /// Returns an id for ``cancelTimer(_:)``.
+    @discardableResult
+    func schedule(after delay: Duration, _ body: @escaping @Sendable () -> Void) -> UInt64 {
+        let deadline = ContinuousClock.now + delay
+        let id = state.withLock { s -> UInt64 in
+            s.nextID += 1
+            s.timers[s.nextID] = Timer(deadline: deadline, body: body)
+            return s.nextID
+        }
+        cspawn_eventfd_signal(wakeFD)  // recompute the epoll timeout
+        return id
+    }
+
+    /// Cancels a timer that has not fired yet.
+    func cancelTimer(_ id: UInt64) {
+        state.withLock { _ = $0.timers.removeValue(forKey: id) }
     }
 
     /// Calls `handler` on the reactor thread once the child has exited and been
