@@ -36,6 +36,12 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // Many spawns of every kind with leak checks (see README, Guarantees).
+        .executableTarget(
+            name: "soak",
+            dependencies: ["AsyncSpawn"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         // A helper the tests run as the child: prints what it sees.
         .executableTarget(
             name: "spawn-probe",

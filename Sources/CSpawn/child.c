@@ -35,6 +35,12 @@
 // 11. the seccomp filter, last before exec so it need not allow the steps above.
 // 12. execve.
 
+// Built as with -Wall -Wextra -Werror, whoever builds it (no unsafe flags needed).
+#ifdef __clang__
+#pragma clang diagnostic error "-Wall"
+#pragma clang diagnostic error "-Wextra"
+#endif
+
 #include "internal.h"
 
 #include <errno.h>
@@ -48,6 +54,14 @@
 #include <unistd.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+
+// Sanitizer instrumentation calls into a runtime that keeps per-thread state and
+// takes locks: not allowed here. Every function of this file opts out.
+#if defined(__clang__)
+#define CHILD_CODE __attribute__((no_sanitize("address", "thread", "undefined", "memory")))
+#else
+#define CHILD_CODE
+#endif
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -75,12 +89,12 @@ struct _cspawn_dirent64 {
 // A raw system call returning -errno on failure. glibc's syscall() is a thin,
 // lock-free trampoline; it also stores errno, which in a CLONE_VM child is the
 // suspended parent thread's errno: harmless, the parent does not read it.
-static long sys(long n, long a, long b, long c, long d, long e) {
+CHILD_CODE static long sys(long n, long a, long b, long c, long d, long e) {
     long r = syscall(n, a, b, c, d, e);
     return r == -1 ? -errno : r;
 }
 
-__attribute__((noreturn)) static void fail(int report_fd, int step, long negative_errno) {
+CHILD_CODE __attribute__((noreturn)) static void fail(int report_fd, int step, long negative_errno) {
     _cspawn_report report = {.step = step, .error = (int32_t)-negative_errno};
     for (;;) {
         long w = sys(SYS_write, report_fd, (long)&report, sizeof report, 0, 0);
@@ -89,14 +103,14 @@ __attribute__((noreturn)) static void fail(int report_fd, int step, long negativ
     for (;;) sys(SYS_exit_group, 127, 0, 0, 0, 0);
 }
 
-static int is_kept(const cspawn_config *c, int fd) {
+CHILD_CODE static int is_kept(const cspawn_config *c, int fd) {
     for (int i = 0; i < c->keep_count; i++)
         if (c->keep_fds[i] == fd) return 1;
     return 0;
 }
 
 // Marks every descriptor >= 3 that is not kept as close-on-exec.
-static long mark_cloexec(const cspawn_config *c, int report_fd) {
+CHILD_CODE static long mark_cloexec(const cspawn_config *c, int report_fd) {
     // Fast path: close_range over the gaps between the sorted kept targets.
     unsigned int low = 3;
     long r = 0;
@@ -138,7 +152,7 @@ static long mark_cloexec(const cspawn_config *c, int report_fd) {
     return 0;
 }
 
-int _cspawn_child(void *argument) {
+CHILD_CODE int _cspawn_child(void *argument) {
     const _cspawn_child_context *context = argument;
     const cspawn_config *c = context->config;
     int report_fd = context->report_fd;

@@ -1,6 +1,12 @@
 // reactor.c — thin epoll/eventfd/pipe helpers for AsyncSpawn's reactor thread,
 // so the Swift side needs no packed-struct or union handling.
 
+// Built as with -Wall -Wextra -Werror, whoever builds it (no unsafe flags needed).
+#ifdef __clang__
+#pragma clang diagnostic error "-Wall"
+#pragma clang diagnostic error "-Wextra"
+#endif
+
 #include "cspawn.h"
 #include "cspawn_io.h"
 

@@ -7,6 +7,12 @@
 // thread is suspended until the child execs or exits, which is also when the
 // report pipe is complete: reading it never blocks for long.
 
+// Built as with -Wall -Wextra -Werror, whoever builds it (no unsafe flags needed).
+#ifdef __clang__
+#pragma clang diagnostic error "-Wall"
+#pragma clang diagnostic error "-Wextra"
+#endif
+
 #include "internal.h"
 
 #include <errno.h>
