@@ -138,7 +138,7 @@ public struct SeccompFilter: Sendable, Hashable {
 
     /// Whether `name` is a system call on this architecture.
     public static func isKnownSyscall(_ name: String) -> Bool {
-        seccomp_syscall_resolve_name(name) >= 0
+        !name.isEmpty && !name.utf8.contains(0) && seccomp_syscall_resolve_name(name) >= 0
     }
 
     /// Compiles to BPF (cached by value). Throws ``SpawnError/Code/seccomp`` naming
@@ -161,9 +161,10 @@ public struct SeccompFilter: Sendable, Hashable {
                        message: "seccomp: \(what): \(SpawnError.describe(errno: -r)) (errno \(-r))")
         }
         for rule in rules {
-            if seccomp_syscall_resolve_name(rule.syscall) < 0 {
+            if !SeccompFilter.isKnownSyscall(rule.syscall) {
+                let shown = String(rule.syscall.debugDescription.dropFirst().dropLast())
                 throw SpawnError(code: .seccomp, step: "seccomp",
-                                 message: "seccomp: unknown system call '\(rule.syscall)'")
+                                 message: "seccomp: unknown system call '\(shown)'")
             }
             if rule.conditions.count > 6 {
                 throw SpawnError(code: .seccomp, step: "seccomp", message: "seccomp: rule for '\(rule.syscall)' has more than 6 conditions")

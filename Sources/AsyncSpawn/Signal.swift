@@ -86,7 +86,14 @@ public struct Signal: Sendable, Hashable, CustomStringConvertible {
 
     /// The conventional name without the `SIG` prefix, e.g. `TERM`, or the number.
     public var name: String {
-        Signal.names.first(where: { $0.1 == rawValue }).map(\.0) ?? "\(rawValue)"
+        if let known = Signal.names.first(where: { $0.1 == rawValue }) { return known.0 }
+        switch rawValue {
+        case 34: return "RTMIN"
+        case 35...49: return "RTMIN+\(rawValue - 34)"
+        case 50...63: return "RTMAX-\(64 - rawValue)"
+        case 64: return "RTMAX"
+        default: return "\(rawValue)"
+        }
     }
 
     /// `SIGTERM`, `SIGKILL`, ...
