@@ -1,5 +1,4 @@
 import CSeccomp
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -134,7 +133,7 @@ public struct SeccompFilter: Sendable, Hashable {
         var compilations = 0
         var perFilter: [SeccompFilter: Int] = [:]
     }
-    private static let cache = Mutex(Cache())
+    private static let cache = Locked(Cache())
 
     /// Whether `name` is a system call on this architecture.
     public static func isKnownSyscall(_ name: String) -> Bool {

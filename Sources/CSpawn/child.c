@@ -58,7 +58,7 @@
 // Sanitizer instrumentation calls into a runtime that keeps per-thread state and
 // takes locks: not allowed here. Every function of this file opts out.
 #if defined(__clang__)
-#define CHILD_CODE __attribute__((no_sanitize("address", "thread", "undefined", "memory")))
+#define CHILD_CODE __attribute__((disable_sanitizer_instrumentation))
 #else
 #define CHILD_CODE
 #endif

@@ -48,6 +48,16 @@
 #define STACK_SIZE (64 * 1024)
 #define GUARD_SIZE 4096
 
+// glibc exports clone() also as __clone. Sanitizer runtimes (TSan) intercept
+// clone() and run their fork hooks in the child, which in a CLONE_VM child
+// corrupts the parent's runtime state; __clone is the same code, not intercepted.
+#if defined(__GLIBC__)
+extern int __clone(int (*fn)(void *), void *stack, int flags, void *arg, ...);
+#define cspawn_clone __clone
+#else
+#define cspawn_clone clone
+#endif
+
 // 0: not probed, 1: clone(CLONE_PIDFD) works, 2: only pidfd_open, 3: no pidfds.
 static int pidfd_mode = 0;
 
@@ -133,7 +143,7 @@ int cspawn_spawn(const cspawn_config *config, cspawn_result *result) {
     pid_t pid;
     int clone_errno = 0;
     if (mode == 0 || mode == 1) {
-        pid = clone(_cspawn_child, stack + STACK_SIZE + GUARD_SIZE, flags | CLONE_PIDFD, &context, &pidfd);
+        pid = cspawn_clone(_cspawn_child, stack + STACK_SIZE + GUARD_SIZE, flags | CLONE_PIDFD, &context, &pidfd);
         clone_errno = errno;
         if (pid < 0 && clone_errno == EINVAL && mode == 0) {
             // A kernel before 5.2: no CLONE_PIDFD.
@@ -146,7 +156,7 @@ int cspawn_spawn(const cspawn_config *config, cspawn_result *result) {
     }
     if (mode >= 2) {
         pidfd = -1;
-        pid = clone(_cspawn_child, stack + STACK_SIZE + GUARD_SIZE, flags, &context, NULL);
+        pid = cspawn_clone(_cspawn_child, stack + STACK_SIZE + GUARD_SIZE, flags, &context, NULL);
         clone_errno = errno;
     }
 

@@ -1,5 +1,4 @@
 import CSpawn
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -15,9 +14,9 @@ final class PipeEnd: Sendable {
         var truncated = false
         var iterated = false
     }
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
-    init(fd: Int32) { state = Mutex(State(fd: fd)) }
+    init(fd: Int32) { state = Locked(State(fd: fd)) }
 
     var fd: Int32 { state.withLock { $0.fd } }
     var byteCount: Int { state.withLock { $0.bytes } }

@@ -1,5 +1,4 @@
 import CSpawn
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -40,7 +39,7 @@ final class ProcessCore: Sendable {
         var pidfdClosed = false
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init(pid: Int32, pidfd: Int32, group: Int32?, configuration: Configuration,
          cpuSoftLimitSeconds: UInt64?, started: ContinuousClock.Instant) {

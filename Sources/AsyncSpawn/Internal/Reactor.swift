@@ -1,5 +1,4 @@
 import CSpawn
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -56,7 +55,7 @@ final class Reactor: Sendable {
 
     private let epollFD: Int32
     private let wakeFD: Int32
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     private init() {
         cspawn_ignore_sigpipe()
