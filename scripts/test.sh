@@ -1,10 +1,35 @@
 #!/usr/bin/env bash
-# Installs what is missing, then runs the whole test suite.
+# Installs what is missing, then runs the whole test suite:
+#   1. the library tests and 2. the CLI tests (two processes: the CLI tests block
+#      threads while the spawn binary runs, and must not starve the cooperative
+#      pool the library tests time things on);
+#   3. a short soak (5,000 spawns of every kind, 256 at a time, with leak checks);
+#   4. the concurrency tests again under the thread sanitizer;
+#   5. the example server's tests, when Examples/CodeRunner exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "build"
 swift build --build-tests
-# Two processes: the CLI tests block threads while the spawn binary runs, and
-# must not starve the cooperative pool that the library tests time things on.
+
+step "library tests"
 swift test --skip-build --filter AsyncSpawnTests
+
+step "CLI tests"
 swift test --skip-build --filter spawnTests
+
+step "soak (short form)"
+.build/debug/soak --spawns 5000 --concurrency 256 --check-every 1000
+
+step "thread sanitizer"
+swift build --build-tests --sanitize=thread --scratch-path .build-tsan
+swift test --skip-build --sanitize=thread --scratch-path .build-tsan \
+    --filter "ReadmeExamplesTests|RaceTests|SeccompTests"
+
+if [ -f Examples/CodeRunner/test.sh ]; then
+    step "example server"
+    bash Examples/CodeRunner/test.sh
+fi

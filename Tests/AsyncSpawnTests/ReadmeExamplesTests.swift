@@ -6,7 +6,7 @@ import Testing
 import Glibc
 #endif
 
-@Suite struct ReadmeExamplesTests {
+@Suite(Gate.shared) struct ReadmeExamplesTests {
     @Test func collect() async throws {
         var config = Configuration(executable: "python3", arguments: ["-c", "print('hi')"])
         config.limits.cpuTime = .seconds(.seconds(2))

@@ -50,7 +50,7 @@ enum SysProbe {
     }
 }
 
-@Suite struct SeccompTests {
+@Suite(Gate.shared) struct SeccompTests {
     @Test func noNetworkRefusesInetButNotUnix() async throws {
         let filter = SeccompFilter.preset(.noNetwork)
         #expect(try await SysProbe.run(["socket-inet"], filter: filter).line == "socket-inet errno \(EPERM)")

@@ -79,6 +79,7 @@ enum Launcher {
 
     static func launch(_ c: Configuration) async throws(SpawnError) -> Launched {
         try validate(c)
+        let reactor = try Reactor.start()
         let rlimits = try c.limits.resolved()
         var bpf = c.seccompProgram?.bytes
         if let filter = c.seccomp {
@@ -160,7 +161,7 @@ enum Launcher {
         let started = ContinuousClock.now
         // Spawn on the reactor thread: it never exits, so PR_SET_PDEATHSIG (tied to
         // the creating thread) fires only when this process dies.
-        let result = await Reactor.shared.perform { () -> cspawn_result in
+        let result = await reactor.perform { () -> cspawn_result in
             var result = cspawn_result()
             withExtendedLifetime(prepared) {
                 _ = withUnsafePointer(to: &prepared.config) { cspawn_spawn($0, &result) }
@@ -184,7 +185,7 @@ enum Launcher {
         let cpuSoft = rlimits.first(where: { $0.resource == 0 /* RLIMIT_CPU */ })?.soft
         let core = ProcessCore(pid: result.pid, pidfd: result.pidfd, group: group, configuration: c,
                                cpuSoftLimitSeconds: cpuSoft, started: started)
-        Reactor.shared.watchExit(pid: result.pid, pidfd: result.pidfd) { core.exited($0) }
+        reactor.watchExit(pid: result.pid, pidfd: result.pidfd) { core.exited($0) }
 
         var pipes: [PipeEnd] = []
         func end(_ fd: Int32) -> PipeEnd? {

@@ -26,7 +26,30 @@ enum ExitResult: Sendable {
 /// `PR_SET_PDEATHSIG` requires). No thread per child; the cooperative pool never
 /// blocks on a descriptor: tasks suspend on a continuation that this thread resumes.
 final class Reactor: Sendable {
-    static let shared = Reactor()
+    private static let instance = Locked<Reactor?>(nil)
+
+    /// The reactor, started on first use. Throws (instead of crashing) when it
+    /// cannot be started, e.g. with no descriptor or thread left; a later call
+    /// tries again.
+    static func start() throws(SpawnError) -> Reactor {
+        let result = instance.withLock { (slot: inout Reactor?) -> Result<Reactor, SpawnError> in
+            if let reactor = slot { return .success(reactor) }
+            do throws(SpawnError) {
+                let reactor = try Reactor()
+                slot = reactor
+                return .success(reactor)
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    /// The reactor; only used once a child exists, so it has been started.
+    static var shared: Reactor {
+        // swiftlint:disable:next force_try
+        try! start()
+    }
 
     private struct Waiter {
         var id: UInt64
@@ -57,11 +80,15 @@ final class Reactor: Sendable {
     private let wakeFD: Int32
     private let state = Locked(State())
 
-    private init() {
+    private init() throws(SpawnError) {
         cspawn_ignore_sigpipe()
         let ep = cspawn_epoll_create()
+        if ep < 0 { throw SpawnError.system("reactor: epoll_create1", -ep) }
         let wake = cspawn_eventfd()
-        precondition(ep >= 0 && wake >= 0, "AsyncSpawn: cannot create the reactor's epoll/eventfd")
+        if wake < 0 {
+            close(ep)
+            throw SpawnError.system("reactor: eventfd", -wake)
+        }
         epollFD = ep
         wakeFD = wake
         _ = cspawn_epoll_arm(epollFD, wakeFD, 0)
@@ -72,7 +99,12 @@ final class Reactor: Sendable {
             start.body()
             return nil
         }, box.toOpaque())
-        precondition(r == 0, "AsyncSpawn: cannot start the reactor thread (errno \(r))")
+        if r != 0 {
+            box.release()
+            close(ep)
+            close(wake)
+            throw SpawnError.system("reactor: pthread_create", r)
+        }
         pthread_detach(thread)
     }
 
