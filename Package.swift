@@ -9,7 +9,8 @@ let package = Package(
         .executable(name: "spawn", targets: ["spawn"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // libseccomp, found with pkg-config (Debian: libseccomp-dev).

@@ -5,7 +5,8 @@
 #      pool the library tests time things on);
 #   3. a short soak (5,000 spawns of every kind, 256 at a time, with leak checks);
 #   4. the concurrency tests again under the thread sanitizer;
-#   5. the example server's tests, when Examples/CodeRunner exists.
+#   5. the DocC documentation, built with warnings as errors;
+#   6. the example server's tests, when Examples/CodeRunner exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -28,6 +29,9 @@ step "thread sanitizer"
 swift build --build-tests --sanitize=thread --scratch-path .build-tsan
 swift test --skip-build --sanitize=thread --scratch-path .build-tsan \
     --filter "ReadmeExamplesTests|RaceTests|SeccompTests"
+
+step "documentation (DocC, warnings are errors)"
+swift package generate-documentation --target AsyncSpawn --warnings-as-errors
 
 if [ -f Examples/CodeRunner/test.sh ]; then
     step "example server"
