@@ -95,12 +95,10 @@ public struct ChildOutput: AsyncSequence, Sendable {
         private mutating func readChunk(_ deliver: (UnsafeRawBufferPointer) -> Void) async throws -> Bool {
             guard !finished, let pipe else { return false }
             while true {
-                let fd = pipe.fd
-                if fd < 0 || core.isDrained {
+                guard !core.isDrained, let n = pipe.read(into: buffer.pointer) else {
                     finish()
                     return false
                 }
-                let n = cspawn_read(fd, buffer.pointer.baseAddress, buffer.pointer.count)
                 if n > 0 {
                     let (keep, past) = pipe.account(Int(n), limit: limit)
                     if keep > 0 { deliver(UnsafeRawBufferPointer(rebasing: buffer.pointer[0..<keep])) }
@@ -116,7 +114,7 @@ public struct ChildOutput: AsyncSequence, Sendable {
                     return false
                 }
                 if n == -Int(EAGAIN) {
-                    if !(await Reactor.shared.waitReady(fd: fd, writable: false)) {
+                    if !(await pipe.waitReady(writable: false)) {
                         try Task.checkCancellation()
                     }
                     continue
@@ -224,6 +222,7 @@ public struct ChildOutputLines: AsyncSequence, Sendable {
 /// ``SpawnError/Code/brokenPipe``.
 public struct StandardInputWriter: Sendable {
     let pipe: PipeEnd?
+    let core: ProcessCore
 
     /// Writes all of `bytes`.
     public func write(_ bytes: some Sequence<UInt8>) async throws {
@@ -233,17 +232,21 @@ public struct StandardInputWriter: Sendable {
         }
         var offset = 0
         while offset < array.count {
-            let fd = pipe.fd
-            guard fd >= 0 else {
-                throw SpawnError(code: .brokenPipe, message: "stdin: already finished")
+            if core.isDrained {
+                // The child and its group are gone; whoever still holds the pipe
+                // (a process that escaped the group) is not ours to wait for.
+                throw SpawnError(code: .brokenPipe, errno: EPIPE, message: "stdin: the child is gone")
             }
-            let n = array.withUnsafeBytes { raw in
-                cspawn_write(fd, raw.baseAddress! + offset, raw.count - offset)
+            let written = array.withUnsafeBytes { raw in
+                pipe.write(UnsafeRawBufferPointer(rebasing: raw[offset...]))
+            }
+            guard let n = written else {
+                throw SpawnError(code: .brokenPipe, message: "stdin: already finished")
             }
             if n > 0 {
                 offset += Int(n)
             } else if n == -Int(EAGAIN) {
-                if !(await Reactor.shared.waitReady(fd: fd, writable: true)) {
+                if !(await pipe.waitReady(writable: true)) {
                     try Task.checkCancellation()
                 }
             } else if n == -Int(EPIPE) {

@@ -26,7 +26,9 @@ public enum Termination: Sendable, Hashable, CustomStringConvertible {
 ///   soft CPU limit (less the larger of 150 ms and 10 % of it: rusage is tick-based).
 /// - ``fileSizeLimit``: killed by `SIGXFSZ`.
 /// - ``seccompViolation``: killed by `SIGSYS` while a seccomp filter was loaded.
-/// - ``cancelled``: the task was cancelled and the teardown ended the child.
+/// - ``cancelled``: the task was cancelled before the child was seen to end, and
+///   the teardown was started (a child that exited at that very moment keeps its
+///   ``Termination/exited(_:)`` termination).
 public enum Outcome: String, Sendable, Hashable, CaseIterable {
     /// The child exited by itself (see ``Termination/exited(_:)``).
     case exited
@@ -42,7 +44,7 @@ public enum Outcome: String, Sendable, Hashable, CaseIterable {
     case outputLimit = "output_limit"
     /// The seccomp filter killed the child (SIGSYS).
     case seccompViolation = "seccomp_violation"
-    /// The task was cancelled and the teardown ended the child.
+    /// The task was cancelled before the child was seen to end; the teardown was started.
     case cancelled
 }
 

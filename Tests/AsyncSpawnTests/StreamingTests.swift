@@ -218,7 +218,7 @@ struct StreamingTests {
         }
         #expect(termination == .signaled(.terminate))
         #expect(report.termination == .signaled(.terminate))
-        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(ContinuousClock.now - started < .seconds(8))  // far below the child's 30 s
     }
 
     /// A stopped child is continued after the teardown's first signal, so it
@@ -240,7 +240,7 @@ struct StreamingTests {
             }
         }
         #expect(report.termination == .signaled(.terminate))
-        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(ContinuousClock.now - started < .seconds(8))  // below the 10 s grace
     }
 
     /// terminate() and send() after the child is gone neither hang nor crash.
@@ -338,7 +338,7 @@ struct StreamingTests {
         }
         let elapsed = ContinuousClock.now - started
         #expect(result.termination == .exited(0))
-        #expect(elapsed < .seconds(5), "run took \(elapsed)")
+        #expect(elapsed < .seconds(8), "run took \(elapsed)")  // far below the grandchild's 30 s
         let pid = try #require(Report(result.standardOutputString).int("grandchild"), "output \(result.standardOutputString)")
         // It really escaped: still running, in a session of its own.
         #expect(Proc.isAlive(pid))

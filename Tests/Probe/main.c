@@ -48,6 +48,9 @@
 //   print-lines TEXT...         prints each argument on its own line; the last one
 //                               is printed without a trailing newline.
 //   stderr TEXT                 writes TEXT to stderr (no newline added), exits 0.
+//   binary N [FD]               writes N bytes of binary data that contain no
+//                               '\n' to FD (default 1) and exits 0. Byte i is
+//                               (i * 131 + 7) % 256, with 0x0A written as 0x0B.
 
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -416,6 +419,26 @@ static int fsize_write(long long bytes, const char *path) {
     return 0;
 }
 
+// ---- binary output without newlines ---------------------------------------
+
+static int write_binary(long long total, int fd) {
+    static unsigned char buffer[1 << 16];
+    // 65536 is a multiple of 256: every buffer continues the same sequence.
+    for (size_t i = 0; i < sizeof buffer; i++) {
+        unsigned char b = (unsigned char)((i * 131 + 7) % 256);
+        buffer[i] = b == '\n' ? 0x0B : b;
+    }
+    while (total > 0) {
+        size_t n = total < (long long)sizeof buffer ? (size_t)total : sizeof buffer;
+        if (write_all(fd, (const char *)buffer, n) < 0) {
+            fprintf(stderr, "write: %s\n", strerror(errno));
+            return 1;
+        }
+        total -= (long long)n;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) usage();
     const char *command = argv[1];
@@ -493,6 +516,11 @@ int main(int argc, char **argv) {
         if (argc < 3) usage();
         fputs(argv[2], stderr);
         return 0;
+    }
+    if (strcmp(command, "binary") == 0) {
+        if (argc < 3) usage();
+        int fd = argc > 3 ? (int)parse_count(argv[3]) : 1;
+        return write_binary(parse_count(argv[2]), fd);
     }
     usage();
     return 2;

@@ -195,13 +195,12 @@ enum Launcher {
             return p
         }
         let out = end(stdoutEnd), err = end(stderrEnd), input = end(stdinEnd)
-        if stdoutEnd >= 0 { core.registerStream(fd: stdoutEnd) }
-        if stderrEnd >= 0 { core.registerStream(fd: stderrEnd) }
+        for pipe in pipes { core.registerStream(pipe) }
         let child = ChildProcess(
             core: core,
             standardOutput: ChildOutput(pipe: out, core: core, limit: c.outputLimit, maximumLineLength: c.maximumLineLength),
             standardError: ChildOutput(pipe: err, core: core, limit: c.outputLimit, maximumLineLength: c.maximumLineLength),
-            standardInput: StandardInputWriter(pipe: input))
+            standardInput: StandardInputWriter(pipe: input, core: core))
 
         if let timeout = c.timeout { core.armTimeout(timeout) }
         return Launched(child: child, pipes: pipes)

@@ -6,10 +6,18 @@ import Glibc
 import Musl
 #endif
 
-/// The parent's end of one pipe (non-blocking, close-on-exec). Closes once.
+/// The parent's end of one pipe (non-blocking, close-on-exec).
+///
+/// Every use of the descriptor holds a use count (``read(into:)``,
+/// ``write(_:)``, ``waitReady(writable:)``); ``close()`` marks the end closed at
+/// once, wakes a waiter, and the descriptor itself is closed by the last user.
+/// So a `close()` from another task can never make a reader or writer touch a
+/// closed number, or a number the kernel has meanwhile given to another file.
 final class PipeEnd: Sendable {
     private struct State {
         var fd: Int32
+        var closed = false
+        var users = 0
         var bytes = 0
         var truncated = false
         var iterated = false
@@ -18,7 +26,7 @@ final class PipeEnd: Sendable {
 
     init(fd: Int32) { state = Locked(State(fd: fd)) }
 
-    var fd: Int32 { state.withLock { $0.fd } }
+    var isClosed: Bool { state.withLock { $0.closed } }
     var byteCount: Int { state.withLock { $0.bytes } }
     var truncated: Bool { state.withLock { $0.truncated } }
 
@@ -49,15 +57,76 @@ final class PipeEnd: Sendable {
         }
     }
 
-    func close() {
-        let fd = state.withLock { s -> Int32 in
-            let fd = s.fd
-            s.fd = -1
-            return fd
+    private func acquire() -> Int32? {
+        state.withLock { s in
+            if s.closed { return nil }
+            s.users += 1
+            return s.fd
         }
-        if fd >= 0 {
-            Reactor.shared.forget(fd: fd)
-            Glibc.close(fd)
+    }
+
+    private func release() {
+        let fd = state.withLock { s -> Int32 in
+            s.users -= 1
+            if s.closed && s.users == 0 && s.fd >= 0 {
+                let fd = s.fd
+                s.fd = -1
+                return fd
+            }
+            return -1
+        }
+        if fd >= 0 { destroy(fd) }
+    }
+
+    private func destroy(_ fd: Int32) {
+        Reactor.shared.forget(fd: fd)
+        Glibc.close(fd)
+    }
+
+    /// `read(2)`: bytes read, 0 at end of file, -errno on error, nil once closed.
+    func read(into buffer: UnsafeMutableRawBufferPointer) -> Int? {
+        guard let fd = acquire() else { return nil }
+        defer { release() }
+        return cspawn_read(fd, buffer.baseAddress, buffer.count)
+    }
+
+    /// `write(2)`: bytes written, -errno on error, nil once closed.
+    func write(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        guard let fd = acquire() else { return nil }
+        defer { release() }
+        return cspawn_write(fd, bytes.baseAddress, bytes.count)
+    }
+
+    /// Waits until readable (or writable). False when closed, aborted or cancelled.
+    func waitReady(writable: Bool) async -> Bool {
+        guard let fd = acquire() else { return false }
+        let ready = await Reactor.shared.waitReady(fd: fd, writable: writable)
+        release()
+        return ready
+    }
+
+    /// Wakes a task waiting on this end (it then re-checks why).
+    func abortWait() {
+        let fd = state.withLock { $0.closed ? -1 : $0.fd }
+        if fd >= 0 { Reactor.shared.abortWait(fd: fd) }
+    }
+
+    func close() {
+        let (fd, now) = state.withLock { s -> (Int32, Bool) in
+            if s.closed { return (-1, false) }
+            s.closed = true
+            if s.users == 0 {
+                let fd = s.fd
+                s.fd = -1
+                return (fd, true)
+            }
+            return (s.fd, false)
+        }
+        guard fd >= 0 else { return }
+        if now {
+            destroy(fd)
+        } else {
+            Reactor.shared.abortWait(fd: fd)  // the waiter releases, and the last user closes
         }
     }
 

@@ -35,7 +35,7 @@ final class ProcessCore: Sendable {
         var groupTask: Task<Void, Never>?
         var timeoutTimer: UInt64?
         var drained = false
-        var streamFDs: [Int32] = []
+        var streams: [PipeEnd] = []
         var pidfdClosed = false
     }
 
@@ -90,8 +90,8 @@ final class ProcessCore: Sendable {
         if cancelNow { Reactor.shared.cancelTimer(id) }
     }
 
-    func registerStream(fd: Int32) {
-        state.withLock { $0.streamFDs.append(fd) }
+    func registerStream(_ pipe: PipeEnd) {
+        state.withLock { $0.streams.append(pipe) }
     }
 
     /// Suspends until the child has been reaped. Returns false if the task was
@@ -197,11 +197,13 @@ final class ProcessCore: Sendable {
         let drain = drainTimeout
         Task {
             try? await Task.sleep(for: drain)
-            let fds = self.state.withLock { s -> [Int32] in
+            let pipes = self.state.withLock { s -> [PipeEnd] in
                 s.drained = true
-                return s.streamFDs
+                let p = s.streams
+                s.streams = []
+                return p
             }
-            for fd in fds { Reactor.shared.abortWait(fd: fd) }
+            for pipe in pipes { pipe.abortWait() }
         }
     }
 

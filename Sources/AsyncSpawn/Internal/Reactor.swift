@@ -68,6 +68,9 @@ final class Reactor: Sendable {
         var polled: [Int32: ExitWatch] = [:]  // by pid, where pidfds are unavailable
         var jobs: [@Sendable () -> Void] = []
         var timers: [UInt64: Timer] = [:]
+        /// Aborts that found no waiter: the next wait on that fd returns false at
+        /// once (closes the window between a caller's check and its registration).
+        var aborted: Set<Int32> = []
         var nextID: UInt64 = 1
     }
 
@@ -239,6 +242,7 @@ final class Reactor: Sendable {
             await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
                 let cancelled = state.withLock { s -> Bool in
                     if Task.isCancelled { return true }
+                    if s.aborted.remove(fd) != nil { return true }
                     if let old = s.waiters[fd] { old.continuation.resume(returning: false) }
                     s.waiters[fd] = Waiter(id: id, continuation: continuation)
                     return false
@@ -269,14 +273,24 @@ final class Reactor: Sendable {
 
     /// Ends a pending ``waitReady(fd:writable:)`` on `fd` with false.
     func abortWait(fd: Int32) {
-        let w = state.withLock { $0.waiters.removeValue(forKey: fd) }
+        let w = state.withLock { s -> Waiter? in
+            guard let w = s.waiters.removeValue(forKey: fd) else {
+                s.aborted.insert(fd)
+                return nil
+            }
+            return w
+        }
         w?.continuation.resume(returning: false)
     }
 
     /// Removes `fd` from the epoll set; call before closing it.
     func forget(fd: Int32) {
         _ = cspawn_epoll_forget(epollFD, fd)
-        abortWait(fd: fd)
+        let w = state.withLock { s -> Waiter? in
+            s.aborted.remove(fd)  // the number is about to be free for reuse
+            return s.waiters.removeValue(forKey: fd)
+        }
+        w?.continuation.resume(returning: false)
     }
 }
 
