@@ -1,0 +1,307 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The report the server answers with (the `spawn` CLI's JSON report fields).
+struct Report: Decodable {
+    struct Failure: Decodable {
+        var step: String
+        var errno: Int
+        var message: String
+    }
+    struct Limits: Decodable {
+        var cpu_seconds: Int
+        var memory_bytes: Int
+        var wall_seconds: Double
+        var output_bytes: Int
+    }
+    var outcome: String
+    var exit_code: Int?
+    var signal: Int?
+    var pid: Int?
+    var wall_time_ms: Double
+    var user_time_ms: Double
+    var system_time_ms: Double
+    var max_rss_kib: Int
+    var stdout: String
+    var stderr: String
+    var stdout_bytes: Int
+    var stderr_bytes: Int
+    var stdout_truncated: Bool
+    var stderr_truncated: Bool
+    var error: Failure?
+    var limits: Limits
+}
+
+/// A `POST /run` body.
+struct RunBody: Encodable {
+    var language: String
+    var source: String
+    var stdin: String? = nil
+    var limits: [String: Double]? = nil
+}
+
+struct HTTPAnswer {
+    var status: Int
+    var headers: HTTPHeaders
+    var body: String
+}
+
+enum TestFailure: Error, CustomStringConvertible {
+    case message(String)
+    var description: String {
+        switch self {
+        case .message(let m): m
+        }
+    }
+}
+
+/// One `code-runner` process on 127.0.0.1 and a free port, with a scratch root of
+/// its own; stopped (SIGTERM, then SIGKILL) at the end of `withServer`.
+final class RunningServer: Sendable {
+    let process: Process
+    let port: Int
+    let scratchRoot: String
+    let logPath: String
+
+    var base: String { "http://127.0.0.1:\(port)" }
+
+    init(process: Process, port: Int, scratchRoot: String, logPath: String) {
+        self.process = process
+        self.port = port
+        self.scratchRoot = scratchRoot
+        self.logPath = logPath
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    // MARK: HTTP
+
+    func get(_ path: String) async throws -> HTTPAnswer {
+        var request = HTTPClientRequest(url: base + path)
+        request.method = .GET
+        return try await send(request)
+    }
+
+    func post(
+        _ path: String, raw: [UInt8], contentType: String = "application/json",
+        client: HTTPClient = .shared
+    ) async throws -> HTTPAnswer {
+        var request = HTTPClientRequest(url: base + path)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: contentType)
+        request.body = .bytes(ByteBuffer(bytes: raw))
+        return try await send(request, client: client)
+    }
+
+    func post(_ path: String, json body: RunBody, client: HTTPClient = .shared) async throws -> HTTPAnswer {
+        try await post(path, raw: Array(try JSONEncoder().encode(body)), client: client)
+    }
+
+    /// Runs a body and decodes the report; fails the test on anything but 200.
+    func run(
+        _ body: RunBody, client: HTTPClient = .shared,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws -> Report {
+        let answer = try await post("/run", json: body, client: client)
+        try #require(answer.status == 200, "status \(answer.status): \(answer.body)", sourceLocation: sourceLocation)
+        return try JSONDecoder().decode(Report.self, from: Data(answer.body.utf8))
+    }
+
+    func send(
+        _ request: HTTPClientRequest, client: HTTPClient = .shared,
+        timeout: TimeAmount = .seconds(60)
+    ) async throws -> HTTPAnswer {
+        let response = try await client.execute(request, timeout: timeout)
+        let body = try await response.body.collect(upTo: 16 << 20)
+        return HTTPAnswer(status: Int(response.status.code), headers: response.headers, body: String(buffer: body))
+    }
+
+    /// The entries left in the scratch root (there should be none between runs).
+    func scratchEntries() -> [String] {
+        (try? FileManager.default.contentsOfDirectory(atPath: scratchRoot)) ?? []
+    }
+
+    /// Waits (bounded) for the scratch root to be empty; returns what is left.
+    func waitForEmptyScratch(within seconds: Double = 10) async -> [String] {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if scratchEntries().isEmpty { return [] }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return scratchEntries()
+    }
+
+    func stop() async {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGTERM)
+        let deadline = Date().addingTimeInterval(15)
+        while process.isRunning && Date() < deadline {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+}
+
+/// The `code-runner` binary built next to this test bundle.
+func serverBinary() -> String {
+    if let given = ProcessInfo.processInfo.environment["CODE_RUNNER_BINARY"], !given.isEmpty { return given }
+    let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    var directory = exe.deletingLastPathComponent()
+    // The test binary may sit inside a bundle directory (…/CodeRunnerPackageTests.xctest/…).
+    for _ in 0..<4 {
+        let candidate = directory.appendingPathComponent("code-runner").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        directory = directory.deletingLastPathComponent()
+    }
+    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent(".build/debug/code-runner").path
+}
+
+/// Makes a directory everyone may enter (the sandbox user must reach its run directory).
+func makeTemporaryDirectory(_ prefix: String) throws -> String {
+    var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+    guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+        throw TestFailure.message("mkdtemp failed")
+    }
+    let path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    chmod(path, 0o755)
+    return path
+}
+
+/// Starts a server, waits until it prints its port and answers /health, runs `body`,
+/// checks that no scratch directory is left, and stops the server (whatever happens).
+func withServer(_ arguments: [String] = [], _ body: (RunningServer) async throws -> Void) async throws {
+    let work = try makeTemporaryDirectory("code-runner-test")
+    let scratch = work + "/scratch"
+    try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: false)
+    chmod(scratch, 0o711)
+    let logPath = work + "/server.log"
+    _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: serverBinary())
+    process.arguments = ["--host", "127.0.0.1", "--port", "0", "--scratch-root", scratch] + arguments
+    let stdout = Pipe()
+    process.standardOutput = stdout
+    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+    process.standardInput = FileHandle.nullDevice
+    let printed = Mutex<String>("")
+    stdout.fileHandleForReading.readabilityHandler = { handle in
+        let data = handle.availableData
+        if data.isEmpty {
+            handle.readabilityHandler = nil
+        } else {
+            printed.withLock { $0 += String(decoding: data, as: UTF8.self) }
+        }
+    }
+    try process.run()
+
+    var server: RunningServer? = nil
+    do {
+        // The port, from "code-runner listening on http://127.0.0.1:PORT".
+        // Generous: at startup the server probes its interpreters, and a loaded
+        // 2-core machine was seen taking most of a minute for the first start.
+        let deadline = Date().addingTimeInterval(150)
+        var port: Int? = nil
+        while port == nil && Date() < deadline && process.isRunning {
+            let text = printed.withLock { $0 }
+            if let range = text.range(of: "listening on http://127.0.0.1:") {
+                let digits = text[range.upperBound...].prefix { $0.isNumber }
+                port = Int(digits)
+            } else {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        guard let port else {
+            let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+            throw TestFailure.message("the server did not start: \(log)")
+        }
+        let running = RunningServer(process: process, port: port, scratchRoot: scratch, logPath: logPath)
+        server = running
+        let health = try await running.get("/health")
+        try #require(health.status == 200, "GET /health: \(health.status) \(health.body)")
+
+        try await body(running)
+
+        let left = await running.waitForEmptyScratch()
+        #expect(left.isEmpty, "scratch directories left behind: \(left)")
+        let stillHealthy = try await running.get("/health")
+        #expect(stillHealthy.status == 200)
+    } catch {
+        if let server { print("server log:\n\(server.log)") }
+        await (server ?? RunningServer(process: process, port: 0, scratchRoot: scratch, logPath: logPath)).stop()
+        try? FileManager.default.removeItem(atPath: work)
+        throw error
+    }
+    await server?.stop()
+    try? FileManager.default.removeItem(atPath: work)
+}
+
+/// True while `pid` exists and is not a zombie (a torn-down grandchild may stay a
+/// zombie until init reaps it: that is gone for our purpose).
+func processIsAlive(_ pid: Int) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
+    // "pid (comm) S ..." — the state follows the last ')'.
+    guard let close = stat.lastIndex(of: ")") else { return false }
+    let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).prefix(1)
+    return state != "Z" && state != "X"
+}
+
+/// Waits (bounded) until none of `pids` is alive; returns the ones still alive.
+func waitUntilGone(_ pids: [Int], within seconds: Double) async -> [Int] {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        let alive = pids.filter(processIsAlive)
+        if alive.isEmpty { return [] }
+        try? await Task.sleep(for: .milliseconds(50))
+    }
+    return pids.filter(processIsAlive)
+}
+
+/// One server-sent event.
+struct ServerSentEvent: Sendable {
+    var event: String
+    var data: String
+    /// Seconds since the request was sent.
+    var at: Double
+}
+
+/// Splits an SSE byte stream into events.
+struct SSEParser {
+    private var buffer = ""
+    mutating func feed(_ text: String) -> [(String, String)] {
+        buffer += text
+        var events: [(String, String)] = []
+        while let range = buffer.range(of: "\n\n") {
+            let block = buffer[..<range.lowerBound]
+            buffer.removeSubrange(..<range.upperBound)
+            var event = "message"
+            var data: [String] = []
+            for line in block.split(separator: "\n", omittingEmptySubsequences: false) {
+                if line.hasPrefix("event: ") {
+                    event = String(line.dropFirst(7))
+                } else if line.hasPrefix("data: ") {
+                    data.append(String(line.dropFirst(6)))
+                }
+            }
+            events.append((event, data.joined(separator: "\n")))
+        }
+        return events
+    }
+}
+
+/// Decodes a JSON string literal (an SSE `stdout`/`stderr` data line).
+func decodeJSONString(_ literal: String) throws -> String {
+    try JSONDecoder().decode(String.self, from: Data(literal.utf8))
+}
