@@ -25,7 +25,7 @@ import Glibc
 
 /// Counts of what the iterations of one race saw, by label.
 private final class Tally: Sendable {
-    private let counts = Mutex<[String: Int]>([:])
+    private let counts = TestMutex<[String: Int]>([:])
     func add(_ label: String) { counts.withLock { $0[label, default: 0] += 1 } }
     func get(_ label: String) -> Int { counts.withLock { $0[label] ?? 0 } }
     var summary: String {

@@ -291,7 +291,7 @@ func withDeadline<T: Sendable>(
     _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     let task = Task { try await body() }
-    let slot = Mutex<CheckedContinuation<Result<T, any Error>, Never>?>(nil)
+    let slot = TestMutex<CheckedContinuation<Result<T, any Error>, Never>?>(nil)
     let resume: @Sendable (Result<T, any Error>) -> Void = { result in
         let c = slot.withLock { s -> CheckedContinuation<Result<T, any Error>, Never>? in
             let c = s
@@ -322,7 +322,7 @@ func withDeadline<T: Sendable>(
 
 /// A latch tasks can await; `fire()` releases every waiter, now and later.
 final class Event: Sendable {
-    private let state = Mutex<(fired: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private let state = TestMutex<(fired: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
     func fire() {
         let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
             s.fired = true
@@ -345,6 +345,19 @@ final class Event: Sendable {
 }
 
 // MARK: - A box
+
+/// Like `Synchronization.Mutex`, but on NSLock (a pthread mutex), which the
+/// thread sanitizer understands: the futex-based Mutex shows up as false races.
+final class TestMutex<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(&value)
+    }
+}
 
 /// A tiny lock-protected box for test bookkeeping.
 final class Box<Value: Sendable>: @unchecked Sendable {
