@@ -23,7 +23,8 @@ public enum Termination: Sendable, Hashable, CustomStringConvertible {
 ///   (whatever its termination was).
 /// - ``outputLimit``: a stream passed the output limit (the child's group is then torn down).
 /// - ``cpuLimit``: killed by `SIGXCPU`, or by `SIGKILL` with CPU time at or past the
-///   soft CPU limit (less the larger of 150 ms and 10 % of it: rusage is tick-based).
+///   CPU limit, i.e. at least half of the hard limit (rusage is tick-sampled and
+///   reads low on a loaded machine; the kernel sends that SIGKILL at the hard limit).
 /// - ``fileSizeLimit``: killed by `SIGXFSZ`.
 /// - ``seccompViolation``: killed by `SIGSYS` while a seccomp filter was loaded.
 /// - ``cancelled``: the task was cancelled before the child was seen to end, and

@@ -182,7 +182,10 @@ enum Launcher {
         }
 
         let group: Int32? = c.processGroup == .inherit ? nil : result.pid
-        let cpuSoft = rlimits.first(where: { $0.resource == 0 /* RLIMIT_CPU */ })?.soft
+        // The CPU time at which the kernel sends SIGKILL: the hard limit, or the
+        // soft one when the hard is unlimited (then only SIGXCPU comes).
+        let cpu = rlimits.first(where: { $0.resource == 0 /* RLIMIT_CPU */ })
+        let cpuSoft = cpu.map { $0.hard < UInt64.max ? $0.hard : $0.soft }
         let core = ProcessCore(pid: result.pid, pidfd: result.pidfd, group: group, configuration: c,
                                cpuSoftLimitSeconds: cpuSoft, started: started)
         reactor.watchExit(pid: result.pid, pidfd: result.pidfd) { core.exited($0) }
