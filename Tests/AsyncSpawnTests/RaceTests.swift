@@ -227,10 +227,12 @@ struct RaceTests {
                     return (n, try await child.wait())
                 }
                 #expect(read >= 1)
-                // On a loaded machine the reader may drain all 10 MB before the
-                // closing task runs: then the child exits by itself.
+                // On a loaded machine the child may finish writing (the last bytes
+                // into the pipe's buffer) before the closing task runs: then it
+                // exits by itself, and the reader stops at the close with up to a
+                // pipe's worth of the 10 MB unread.
                 if termination == .exited(0) {
-                    #expect(read == 10_000_000, "exited(0) after only \(read) bytes were read")
+                    #expect(read <= 10_000_000 && read > 10_000_000 - (1 << 20), "exited(0) after \(read) bytes were read")
                 } else {
                     #expect(termination == .signaled(.pipe), "\(termination)")
                 }
