@@ -66,13 +66,14 @@ public struct ChildOutput: AsyncSequence, Sendable {
         let core: ProcessCore
         let limit: Int?
         var finished = false
-        private let buffer: UnsafeMutableRawBufferPointerBox
+        private let buffer: UnsafeMutableRawBufferPointerBox?
 
         init(pipe: PipeEnd?, core: ProcessCore, limit: Int?) {
             self.pipe = pipe
             self.core = core
             self.limit = limit
-            self.buffer = UnsafeMutableRawBufferPointerBox(size: 64 * 1024)
+            // No pipe (stdout/stderr not .pipe, or a second iteration): no buffer.
+            self.buffer = pipe == nil ? nil : UnsafeMutableRawBufferPointerBox(size: 64 * 1024)
             self.finished = pipe == nil
         }
 
@@ -93,7 +94,7 @@ public struct ChildOutput: AsyncSequence, Sendable {
 
         /// Reads one chunk and hands it to `deliver`; returns false at the end.
         private mutating func readChunk(_ deliver: (UnsafeRawBufferPointer) -> Void) async throws -> Bool {
-            guard !finished, let pipe else { return false }
+            guard !finished, let pipe, let buffer else { return false }
             while true {
                 guard !core.isDrained, let n = pipe.read(into: buffer.pointer) else {
                     finish()

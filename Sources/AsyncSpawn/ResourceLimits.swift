@@ -181,10 +181,13 @@ public struct ResourceLimits: Sendable, Hashable {
         for r in ResourceLimits.resources {
             guard let limit = self[keyPath: r.keyPath] else { continue }
             if limit.soft == nil && limit.hard == nil { continue }
-            let current = ResourceLimits.current(r.resource)
-            let hard = (limit.hard ?? current.hard).raw
+            // Ask the kernel only for a side left as is: no getrlimit on the spawn
+            // path when both sides are given.
+            let current: (soft: LimitValue, hard: LimitValue)? =
+                (limit.soft == nil || limit.hard == nil) ? ResourceLimits.current(r.resource) : nil
+            let hard = (limit.hard ?? current!.hard).raw
             // "Leave the soft limit as is" cannot leave it above a lowered hard limit.
-            let soft = limit.soft?.raw ?? min(current.soft.raw, hard)
+            let soft = limit.soft?.raw ?? min(current!.soft.raw, hard)
             if soft > hard {
                 throw .invalid("limit \(r.name): soft limit \(LimitValue(raw: soft)) is above the hard limit \(LimitValue(raw: hard))")
             }
