@@ -58,11 +58,10 @@ public struct ChildProcess: Sendable {
 
     /// Like ``wait()``, returning the full report (outcome and usage).
     public func waitForReport() async throws -> ProcessReport {
-        if !(await core.waitExit()) {
-            // Cancelled: tear down, in a task of its own that cancellation cannot cut short.
+        if !(await core.waitSettled(cancellable: true)) {
+            // Cancelled: tear down, and wait (uncancellably) for the reap.
             await core.tearDownAndWait(.cancelled)
         }
-        await Task { await core.finishAfterExit() }.value
         return try core.report()
     }
 }
@@ -92,18 +91,13 @@ public func withChildProcess<Result: Sendable>(
     let child = launched.child
     do {
         let value = try await body(child)
-        if !child.core.hasExited { await child.core.tearDownAndWait(.terminated) }
-        await Task { await child.core.finishAfterExit() }.value
+        await child.core.tearDownAndWait(.terminated)  // nothing to do if it has exited
         launched.close()
         let report = try child.core.report()
         return (value, report)
     } catch {
         let reason: TeardownReason = Task.isCancelled ? .cancelled : .terminated
-        let core = child.core
-        await Task {
-            await core.tearDownAndWait(reason)
-            await core.finishAfterExit()
-        }.value
+        await child.core.tearDownAndWait(reason)
         launched.close()
         throw error
     }
@@ -126,23 +120,44 @@ public func withChildProcess<Result: Sendable>(
 public func run(_ configuration: Configuration, input: [UInt8]? = nil) async throws -> RunResult {
     var configuration = configuration
     if input != nil { configuration.standardInput = .pipe }
-    let (value, report) = try await withChildProcess(configuration) { child -> ([UInt8], [UInt8], Bool, Bool) in
-        async let out = child.standardOutput.collect()
-        async let err = child.standardError.collect()
-        async let fed: Void = {
-            if let input {
+    // The reactor spawns while this task goes on: the pipes exist already, and
+    // a failed spawn is thrown by waitForReport() (one thread hop less per run).
+    let launched = try Launcher.start(configuration)
+    let child = launched.child
+    do {
+        // stdout is read by this task; stderr and stdin get a child task only
+        // when they are pipes (a task per stream costs a thread hop per spawn).
+        let out: [UInt8], err: [UInt8]
+        switch (child.standardError.pipe != nil, input) {
+        case (false, nil):
+            out = try await child.standardOutput.collect()
+            err = []
+        case (true, nil):
+            async let e = child.standardError.collect()
+            out = try await child.standardOutput.collect()
+            err = try await e
+        case (_, let input?):
+            async let e = child.standardError.collect()
+            async let fed: Void = {
                 try? await child.standardInput.write(input)
                 child.standardInput.finish()
-            }
-        }()
-        _ = try await child.waitForReport()
-        let (o, e) = try await (out, err)
-        await fed
+            }()
+            out = try await child.standardOutput.collect()
+            err = try await e
+            await fed
+        }
+        let report = try await child.waitForReport()
         try Task.checkCancellation()
-        return (o, e, child.standardOutput.truncated, child.standardError.truncated)
+        launched.close()
+        return RunResult(report: report, standardOutput: out, standardError: err,
+                         standardOutputTruncated: child.standardOutput.truncated,
+                         standardErrorTruncated: child.standardError.truncated)
+    } catch {
+        let reason: TeardownReason = Task.isCancelled ? .cancelled : .terminated
+        await child.core.tearDownAndWait(reason)
+        launched.close()
+        throw error
     }
-    return RunResult(report: report, standardOutput: value.0, standardError: value.1,
-                     standardOutputTruncated: value.2, standardErrorTruncated: value.3)
 }
 
 /// Runs `executable` with `arguments` under the default configuration and

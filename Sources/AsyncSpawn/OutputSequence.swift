@@ -66,6 +66,7 @@ public struct ChildOutput: AsyncSequence, Sendable {
         let core: ProcessCore
         let limit: Int?
         var finished = false
+        var afterDrain = 0
         private let buffer: UnsafeMutableRawBufferPointerBox?
 
         init(pipe: PipeEnd?, core: ProcessCore, limit: Int?) {
@@ -93,10 +94,16 @@ public struct ChildOutput: AsyncSequence, Sendable {
         }
 
         /// Reads one chunk and hands it to `deliver`; returns false at the end.
+        ///
+        /// After the drain deadline (the child and its group are gone, someone
+        /// else still holds the pipe) what is already in the pipe is still
+        /// delivered, however late the consumer comes: the stream ends at the
+        /// first read that would wait, or after one more pipe's worth at most
+        /// (so a process that escaped the group cannot keep it going forever).
         private mutating func readChunk(_ deliver: (UnsafeRawBufferPointer) -> Void) async throws -> Bool {
             guard !finished, let pipe, let buffer else { return false }
             while true {
-                guard !core.isDrained, let n = pipe.read(into: buffer.pointer) else {
+                guard let n = pipe.read(into: buffer.pointer) else {
                     finish()
                     return false
                 }
@@ -108,6 +115,10 @@ public struct ChildOutput: AsyncSequence, Sendable {
                         finish()
                         return keep > 0
                     }
+                    if core.isDrained {
+                        afterDrain += Int(n)
+                        if afterDrain > Self.drainAllowance { finish() }
+                    }
                     return true
                 }
                 if n == 0 {
@@ -115,6 +126,10 @@ public struct ChildOutput: AsyncSequence, Sendable {
                     return false
                 }
                 if n == -Int(EAGAIN) {
+                    if core.isDrained {
+                        finish()
+                        return false
+                    }
                     if !(await pipe.waitReady(writable: false)) {
                         try Task.checkCancellation()
                     }
@@ -124,6 +139,9 @@ public struct ChildOutput: AsyncSequence, Sendable {
                 throw SpawnError.system("read", Int32(-n), code: .io)
             }
         }
+
+        /// What is read after the drain deadline at most: the largest pipe.
+        static let drainAllowance = 1 << 20
 
         private mutating func finish() {
             finished = true

@@ -25,14 +25,25 @@ int cspawn_epoll_create(void) {
     return fd < 0 ? -errno : fd;
 }
 
-int cspawn_epoll_arm(int epfd, int fd, int writable) {
+int cspawn_epoll_arm(int epfd, int fd, int writable, int registered) {
     struct epoll_event event = {0};
     event.events = (writable ? EPOLLOUT : EPOLLIN) | EPOLLONESHOT;
     event.data.fd = fd;
-    if (epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &event) == 0) return 0;
-    if (errno != ENOENT) return -errno;
-    if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) == 0) return 0;
+    // One system call in the common case: MOD for a descriptor the caller
+    // believes registered, ADD for a new one; the other if that guess was wrong.
+    int first = registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    int second = registered ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+    if (epoll_ctl(epfd, first, fd, &event) == 0) return 0;
+    if (errno != (registered ? ENOENT : EEXIST)) return -errno;
+    if (epoll_ctl(epfd, second, fd, &event) == 0) return 0;
     return -errno;
+}
+
+int cspawn_epoll_add_level(int epfd, int fd) {
+    struct epoll_event event = {0};
+    event.events = EPOLLIN;
+    event.data.fd = fd;
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) == 0 ? 0 : -errno;
 }
 
 int cspawn_epoll_forget(int epfd, int fd) {
@@ -75,8 +86,10 @@ void cspawn_eventfd_drain(int fd) {
 
 int cspawn_pipe(int fds[2], int nonblocking_read, int nonblocking_write) {
     if (pipe2(fds, O_CLOEXEC) < 0) return -errno;
-    if (nonblocking_read) fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
-    if (nonblocking_write) fcntl(fds[1], F_SETFL, fcntl(fds[1], F_GETFL) | O_NONBLOCK);
+    // A new pipe end has no status flags but its access mode, which F_SETFL
+    // ignores: no F_GETFL needed.
+    if (nonblocking_read) fcntl(fds[0], F_SETFL, O_NONBLOCK);
+    if (nonblocking_write) fcntl(fds[1], F_SETFL, O_NONBLOCK);
     return 0;
 }
 
@@ -113,5 +126,11 @@ void cspawn_ignore_sigpipe(void) {
         signal(SIGPIPE, SIG_IGN);
     }
 }
+
+static __thread int on_reactor_thread;
+
+void cspawn_mark_reactor_thread(void) { on_reactor_thread = 1; }
+
+int cspawn_is_reactor_thread(void) { return on_reactor_thread; }
 
 void cspawn_name_thread(const char *name) { prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0); }

@@ -77,9 +77,31 @@ enum Launcher {
         }
     }
 
+    /// Starts the child and returns once it exists (or throws why it could not).
     static func launch(_ c: Configuration) async throws(SpawnError) -> Launched {
+        let (launched, job) = try prepare(c)
+        await Reactor.shared.perform(job)
+        if let error = launched.child.core.spawnError {
+            launched.close()
+            throw error
+        }
+        return launched
+    }
+
+    /// Hands the spawn to the reactor and returns at once: the child may not
+    /// exist yet. A spawn failure settles the core with the error, which
+    /// ``ProcessCore/report()`` throws; the streams end at once.
+    static func start(_ c: Configuration) throws(SpawnError) -> Launched {
+        let (launched, job) = try prepare(c)
+        Reactor.shared.submit(job)
+        return launched
+    }
+
+    /// Everything up to the spawn, in the caller: validation, the resolved
+    /// executable, the pipes, the C-side input; and the reactor job that spawns.
+    private static func prepare(_ c: Configuration) throws(SpawnError) -> (Launched, @Sendable () -> Void) {
         try validate(c)
-        let reactor = try Reactor.start()
+        _ = try Reactor.start()
         let rlimits = try c.limits.resolved()
         var bpf = c.seccompProgram?.bytes
         if let filter = c.seccomp {
@@ -158,38 +180,13 @@ enum Launcher {
             rlimits: rlimits, credentials: c.credentials, deathSignal: c.dieWithParent ? SIGKILL : 0,
             fds: plan, noNewPrivs: c.noNewPrivileges || bpf != nil, bpf: bpf)
 
-        let started = ContinuousClock.now
-        // Spawn on the reactor thread: it never exits, so PR_SET_PDEATHSIG (tied to
-        // the creating thread) fires only when this process dies.
-        let result = await reactor.perform { () -> cspawn_result in
-            var result = cspawn_result()
-            withExtendedLifetime(prepared) {
-                _ = withUnsafePointer(to: &prepared.config) { cspawn_spawn($0, &result) }
-            }
-            return result
-        }
-        for fd in toClose { Glibc.close(fd) }
-        toClose.removeAll()
-        if result.step != Int32(CSPAWN_STEP_NONE.rawValue) {
-            for fd in parentEnds { Glibc.close(fd) }
-            let step = String(cString: cspawn_step_name(result.step))
-            let childSide = result.step >= Int32(CSPAWN_STEP_SIGNALS.rawValue) && result.step != Int32(CSPAWN_STEP_REPORT.rawValue)
-            let e = result.error
-            var message = "\(step): \(SpawnError.describe(errno: e)) (errno \(e))"
-            if step == "exec" { message = "exec \(path): \(SpawnError.describe(errno: e)) (errno \(e))" }
-            if step == "chdir", let cwd = c.workingDirectory { message = "chdir \(cwd): \(SpawnError.describe(errno: e)) (errno \(e))" }
-            throw SpawnError(code: childSide ? .childSetupFailed : .spawnFailed, step: step, errno: e, message: message)
-        }
-
-        let group: Int32? = c.processGroup == .inherit ? nil : result.pid
         // The CPU time at which the kernel sends SIGKILL: the hard limit, or the
         // soft one when the hard is unlimited (then only SIGXCPU comes).
         let cpu = rlimits.first(where: { $0.resource == 0 /* RLIMIT_CPU */ })
         let cpuSoft = cpu.map { $0.hard < UInt64.max ? $0.hard : $0.soft }
-        let core = ProcessCore(pid: result.pid, pidfd: result.pidfd, group: group, configuration: c,
-                               cpuSoftLimitSeconds: cpuSoft, started: started)
-        reactor.watchExit(pid: result.pid, pidfd: result.pidfd) { core.exited($0) }
 
+        // The parent's ends, registered with the core before the child can exit
+        // (the reactor arms the drain deadline for them when it settles).
         var pipes: [PipeEnd] = []
         func end(_ fd: Int32) -> PipeEnd? {
             guard fd >= 0 else { return nil }
@@ -198,14 +195,46 @@ enum Launcher {
             return p
         }
         let out = end(stdoutEnd), err = end(stderrEnd), input = end(stdinEnd)
-        for pipe in pipes { core.registerStream(pipe) }
+        parentEnds.removeAll()  // owned by the PipeEnds now
+
+        let started = ContinuousClock.now
+        let core = ProcessCore(configuration: c, cpuSoftLimitSeconds: cpuSoft, started: started, streams: pipes)
+        let childEnds = toClose
+        let timeout = c.timeout
+        let workingDirectory = c.workingDirectory
+        // The spawn runs on the reactor thread: it never exits, so PR_SET_PDEATHSIG
+        // (tied to the creating thread) fires only when this process dies. The
+        // exit watch and the timeout are set up there too, before the reactor
+        // next waits.
+        let job: @Sendable () -> Void = {
+            var result = cspawn_result()
+            withExtendedLifetime(prepared) {
+                _ = withUnsafePointer(to: &prepared.config) { cspawn_spawn($0, &result) }
+            }
+            for fd in childEnds { Glibc.close(fd) }
+            guard result.step == Int32(CSPAWN_STEP_NONE.rawValue) else {
+                core.spawnFailed(spawnError(result, path: path, workingDirectory: workingDirectory))
+                return
+            }
+            core.spawned(pid: result.pid, pidfd: result.pidfd)
+            Reactor.shared.watchExit(pid: result.pid, pidfd: result.pidfd) { core.exited($0) }
+            if let timeout { core.armTimeout(timeout) }
+        }
         let child = ChildProcess(
             core: core,
             standardOutput: ChildOutput(pipe: out, core: core, limit: c.outputLimit, maximumLineLength: c.maximumLineLength),
             standardError: ChildOutput(pipe: err, core: core, limit: c.outputLimit, maximumLineLength: c.maximumLineLength),
             standardInput: StandardInputWriter(pipe: input, core: core))
+        return (Launched(child: child, pipes: pipes), job)
+    }
 
-        if let timeout = c.timeout { core.armTimeout(timeout) }
-        return Launched(child: child, pipes: pipes)
+    private static func spawnError(_ result: cspawn_result, path: String, workingDirectory: String?) -> SpawnError {
+        let step = String(cString: cspawn_step_name(result.step))
+        let childSide = result.step >= Int32(CSPAWN_STEP_SIGNALS.rawValue) && result.step != Int32(CSPAWN_STEP_REPORT.rawValue)
+        let e = result.error
+        var message = "\(step): \(SpawnError.describe(errno: e)) (errno \(e))"
+        if step == "exec" { message = "exec \(path): \(SpawnError.describe(errno: e)) (errno \(e))" }
+        if step == "chdir", let cwd = workingDirectory { message = "chdir \(cwd): \(SpawnError.describe(errno: e)) (errno \(e))" }
+        return SpawnError(code: childSide ? .childSetupFailed : .spawnFailed, step: step, errno: e, message: message)
     }
 }

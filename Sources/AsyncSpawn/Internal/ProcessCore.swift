@@ -13,11 +13,28 @@ enum TeardownReason: Sendable {
 
 /// The shared state of one child: its exit, the teardown, the group cleanup and
 /// the drain deadline. Every method is safe from any task or thread.
+///
+/// The life of a child after its start runs on the reactor thread, with no task
+/// of its own: the reap calls ``exited(_:)``, which cleans up the group (one
+/// `kill` that usually finds it empty; else a poll on reactor timers until the
+/// grace runs out, then SIGKILL), arms the drain deadline when pipes are still
+/// open, and only then resumes the tasks waiting for the child ("settled").
+///
+/// A core exists from just before the spawn: ``run(_:input:)`` hands the spawn
+/// to the reactor and reads the pipes at once, without waiting for the child to
+/// exist (a thread hop less per run). Until ``spawned(pid:pidfd:)`` the ids are
+/// -1 and a teardown is only recorded; ``spawnFailed(_:)`` settles it with the
+/// error that ``report()`` then throws.
 final class ProcessCore: Sendable {
-    let pid: Int32
-    let pidfd: Int32
-    /// The process group to signal, or nil when the child stayed in ours.
-    let group: Int32?
+    /// The child's pid, -1 until it exists.
+    var pid: Int32 { state.withLock { $0.pid } }
+    /// The process group to signal, or nil when the child stayed in ours (or
+    /// does not exist yet).
+    var group: Int32? {
+        let pid = self.pid
+        return ownGroup && pid > 0 ? pid : nil
+    }
+    let ownGroup: Bool
     let teardown: Teardown
     let tearDownGroupOnExit: Bool
     let drainTimeout: Duration
@@ -26,56 +43,136 @@ final class ProcessCore: Sendable {
     let started: ContinuousClock.Instant
 
     private struct State {
+        var pid: Int32 = -1
+        var pidfd: Int32 = -1
+        var spawnError: SpawnError?
+        /// A teardown asked for before the child existed.
+        var teardownPending = false
         var exit: ExitResult?
         var exitTime: ContinuousClock.Instant?
-        var exitWaiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
+        /// The child is reaped and its group cleaned up.
+        var settled = false
+        var waiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
         var nextWaiter: UInt64 = 0
         var reason: TeardownReason?
         var teardownStarted = false
-        var groupTask: Task<Void, Never>?
         var timeoutTimer: UInt64?
+        var drainTimer: UInt64?
         var drained = false
         var streams: [PipeEnd] = []
         var pidfdClosed = false
     }
 
-    private let state = Locked(State())
+    private let state: Locked<State>
 
-    init(pid: Int32, pidfd: Int32, group: Int32?, configuration: Configuration,
-         cpuSoftLimitSeconds: UInt64?, started: ContinuousClock.Instant) {
-        self.pid = pid
-        self.pidfd = pidfd
-        self.group = group
+    init(configuration: Configuration, cpuSoftLimitSeconds: UInt64?, started: ContinuousClock.Instant,
+         streams: [PipeEnd]) {
+        self.ownGroup = configuration.processGroup != .inherit
         self.teardown = configuration.teardown
         self.tearDownGroupOnExit = configuration.tearDownGroupOnExit
         self.drainTimeout = configuration.drainTimeout
         self.cpuSoftLimitSeconds = cpuSoftLimitSeconds
         self.hasFilter = configuration.seccomp != nil || configuration.seccompProgram != nil
         self.started = started
+        self.state = Locked(State(streams: streams))
     }
 
-    /// Called once, on the reactor thread, when the child has been reaped.
+    /// Called once, on the reactor thread, when the child exists (before its
+    /// exit can be seen): records its ids and starts a teardown asked for before.
+    func spawned(pid: Int32, pidfd: Int32) {
+        let pending = state.withLock { s -> Bool in
+            s.pid = pid
+            s.pidfd = pidfd
+            return s.teardownPending
+        }
+        if pending { fireTeardown() }
+    }
+
+    /// Called once, on the reactor thread, when the spawn failed: settles the
+    /// core with the error (``report()`` throws it; the streams are at their end).
+    func spawnFailed(_ error: SpawnError) {
+        state.withLock {
+            $0.spawnError = error
+            $0.exitTime = ContinuousClock.now
+        }
+        settle()
+    }
+
+    /// The spawn's error, once the spawn has failed.
+    var spawnError: SpawnError? { state.withLock { $0.spawnError } }
+
+    /// Called once, on the reactor thread, when the child has been reaped:
+    /// cleans up the group, arms the drain deadline, then settles.
     func exited(_ result: ExitResult) {
         let now = ContinuousClock.now
-        let (waiters, timeout) = state.withLock { s -> ([CheckedContinuation<Bool, Never>], UInt64?) in
+        let (timeout, tornDown) = state.withLock { s -> (UInt64?, Bool) in
             s.exit = result
             s.exitTime = now
-            let w = Array(s.exitWaiters.values)
-            s.exitWaiters.removeAll()
             let t = s.timeoutTimer
             s.timeoutTimer = nil
-            return (w, t)
+            return (t, s.reason != nil)
         }
         if let timeout { Reactor.shared.cancelTimer(timeout) }
+        if let group, tearDownGroupOnExit || tornDown,
+           cspawn_signal_group(group, teardown.signal.rawValue) == 0 {
+            // Something is left in the group (or only zombies that init has not
+            // reaped yet): give it the grace, then SIGKILL.
+            if teardown.signal != .kill { _ = cspawn_signal_group(group, SIGCONT) }
+            pollGroup(group, deadline: now + teardown.grace, pause: .milliseconds(1))
+            return
+        }
+        settle()
+    }
+
+    /// One step of the group's grace, on a reactor timer.
+    private func pollGroup(_ group: Int32, deadline: ContinuousClock.Instant, pause: Duration) {
+        Reactor.shared.schedule(after: pause) { [self] in
+            if cspawn_group_has_live_members(group) == 0 {
+                self.settle()
+            } else if ContinuousClock.now >= deadline {
+                _ = cspawn_signal_group(group, SIGKILL)
+                self.settle()
+            } else {
+                self.pollGroup(group, deadline: deadline, pause: min(pause * 2, .milliseconds(50)))
+            }
+        }
+    }
+
+    /// The child and its group are done: arm the drain deadline for pipes still
+    /// open (held by a process that escaped the group), then wake the waiters.
+    private func settle() {
+        let streams = state.withLock { $0.streams }
+        if streams.contains(where: { !$0.isClosed }) {
+            let id = Reactor.shared.schedule(after: drainTimeout) { [self] in self.drain() }
+            let cancel = state.withLock { s -> Bool in
+                if s.pidfdClosed { return true }
+                s.drainTimer = id
+                return false
+            }
+            if cancel { Reactor.shared.cancelTimer(id) }
+        }
+        let waiters = state.withLock { s -> [CheckedContinuation<Bool, Never>] in
+            s.settled = true
+            let w = Array(s.waiters.values)
+            s.waiters.removeAll()
+            return w
+        }
         for w in waiters { w.resume(returning: true) }
-        // Clean up the group and arm the drain deadline now, not when someone
-        // awaits the report: a body that only reads the streams must see them end.
-        Task { await self.finishAfterExit() }
+    }
+
+    /// The drain deadline: streams still open end instead of waiting forever.
+    private func drain() {
+        let pipes = state.withLock { s -> [PipeEnd] in
+            s.drained = true
+            s.drainTimer = nil
+            let p = s.streams
+            s.streams = []
+            return p
+        }
+        for pipe in pipes { pipe.abortWait() }
     }
 
     var hasExited: Bool { state.withLock { $0.exit != nil } }
-
-    var exitResult: ExitResult? { state.withLock { $0.exit } }
 
     var isDrained: Bool { state.withLock { $0.drained } }
 
@@ -90,37 +187,38 @@ final class ProcessCore: Sendable {
         if cancelNow { Reactor.shared.cancelTimer(id) }
     }
 
-    func registerStream(_ pipe: PipeEnd) {
-        state.withLock { $0.streams.append(pipe) }
-    }
-
-    /// Suspends until the child has been reaped. Returns false if the task was
-    /// cancelled first.
-    func waitExit() async -> Bool {
+    /// Suspends until the child has been reaped and its group cleaned up.
+    /// Returns false if the task was cancelled first (only when `cancellable`).
+    func waitSettled(cancellable: Bool) async -> Bool {
+        if state.withLock({ $0.settled }) { return true }
         let id = state.withLock { s -> UInt64 in
             s.nextWaiter += 1
             return s.nextWaiter
         }
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
-                let resumeNow: Bool? = state.withLock { s in
-                    if s.exit != nil { return true }
-                    if Task.isCancelled { return false }
-                    s.exitWaiters[id] = c
-                    return nil
-                }
-                if let resumeNow { c.resume(returning: resumeNow) }
+        @Sendable func suspend(_ c: CheckedContinuation<Bool, Never>) {
+            let resumeNow: Bool? = state.withLock { s in
+                if s.settled { return true }
+                if cancellable && Task.isCancelled { return false }
+                s.waiters[id] = c
+                return nil
             }
+            if let resumeNow { c.resume(returning: resumeNow) }
+        }
+        guard cancellable else { return await withCheckedContinuation(suspend) }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation(suspend)
         } onCancel: {
-            let c = state.withLock { $0.exitWaiters.removeValue(forKey: id) }
+            let c = state.withLock { $0.waiters.removeValue(forKey: id) }
             c?.resume(returning: false)
         }
     }
 
     /// Sends a signal to the child alone (by pidfd where there is one).
     func signalChild(_ signal: Signal) -> Int32 {
-        let closed = state.withLock { $0.pidfdClosed || ($0.exit != nil && pidfd < 0) }
-        if closed { return -ESRCH }
+        let (pid, pidfd, gone) = state.withLock { s in
+            (s.pid, s.pidfd, s.pid < 0 || s.pidfdClosed || (s.exit != nil && s.pidfd < 0))
+        }
+        if gone { return -ESRCH }
         return cspawn_signal(pid, pidfd, signal.rawValue)
     }
 
@@ -143,11 +241,28 @@ final class ProcessCore: Sendable {
             // A stream past the output limit is the outcome even when the child
             // exited meanwhile; the other reasons count only if they ended it.
             if s.reason == nil && (s.exit == nil || reason == .outputLimit) { s.reason = reason }
+            if s.exit != nil || s.teardownStarted || s.spawnError != nil { return false }
+            if s.pid < 0 {
+                s.teardownPending = true  // fired by spawned(pid:pidfd:)
+                return false
+            }
+            s.teardownStarted = true
+            return true
+        }
+        if start { signalTeardown() }
+    }
+
+    /// A teardown recorded before the child existed, started now that it does.
+    private func fireTeardown() {
+        let start = state.withLock { s -> Bool in
             if s.exit != nil || s.teardownStarted { return false }
             s.teardownStarted = true
             return true
         }
-        guard start else { return }
+        if start { signalTeardown() }
+    }
+
+    private func signalTeardown() {
         signalTarget(teardown.signal)
         guard teardown.signal != .kill else { return }
         signalTarget(.continue)
@@ -156,71 +271,34 @@ final class ProcessCore: Sendable {
         }
     }
 
-    /// Starts the teardown and waits for the child to be reaped, even when the
+    /// Starts the teardown and waits for the child to settle, even when the
     /// calling task is cancelled.
     func tearDownAndWait(_ reason: TeardownReason) async {
         beginTeardown(reason)
-        await Task { _ = await self.waitExit() }.value
+        _ = await waitSettled(cancellable: false)
     }
 
-    /// After the exit: tears down what the child left in its group, then arms the
-    /// drain deadline. Idempotent; every caller awaits the same work.
-    func finishAfterExit() async {
-        _ = await waitExit()
-        let task = state.withLock { s -> Task<Void, Never> in
-            if let t = s.groupTask { return t }
-            let t = Task { await self.runGroupCleanup() }
-            s.groupTask = t
-            return t
-        }
-        await task.value
-    }
-
-    private func runGroupCleanup() async {
-        let tornDown = state.withLock { $0.reason != nil }
-        if let group, tearDownGroupOnExit || tornDown {
-            var r = cspawn_signal_group(group, teardown.signal.rawValue)
-            if r == 0 {
-                if teardown.signal != .kill { _ = cspawn_signal_group(group, SIGCONT) }
-                let deadline = ContinuousClock.now + teardown.grace
-                var pause = Duration.milliseconds(1)
-                while ContinuousClock.now < deadline {
-                    try? await Task.sleep(for: pause)
-                    if cspawn_group_has_live_members(group) == 0 { r = -ESRCH; break }
-                    pause = min(pause * 2, .milliseconds(50))
-                }
-                if r == 0 { _ = cspawn_signal_group(group, SIGKILL) }
-            }
-        }
-        // The drain deadline: streams still open after it (held by a process that
-        // escaped the group) end instead of waiting forever.
-        let drain = drainTimeout
-        Task {
-            try? await Task.sleep(for: drain)
-            let pipes = self.state.withLock { s -> [PipeEnd] in
-                s.drained = true
-                let p = s.streams
-                s.streams = []
-                return p
-            }
-            for pipe in pipes { pipe.abortWait() }
-        }
-    }
-
-    /// Closes the pidfd; after this the child cannot be signalled.
+    /// Closes the pidfd (after this the child cannot be signalled) and cancels
+    /// the drain deadline (the streams are closed with it).
     func close() {
-        let fd = state.withLock { s -> Int32 in
-            if s.pidfdClosed || pidfd < 0 { return -1 }
+        let (fd, drainTimer) = state.withLock { s -> (Int32, UInt64?) in
+            let t = s.drainTimer
+            s.drainTimer = nil
+            if s.pidfdClosed { return (-1, t) }
             s.pidfdClosed = true
-            return pidfd
+            return (s.pidfd, t)
         }
+        if let drainTimer { Reactor.shared.cancelTimer(drainTimer) }
         if fd >= 0 { Glibc.close(fd) }
     }
 
     /// The report of the reaped child. Throws ``SpawnError/Code/statusLost`` when
     /// someone else reaped it.
     func report() throws(SpawnError) -> ProcessReport {
-        let (exit, exitTime, reason) = state.withLock { ($0.exit, $0.exitTime, $0.reason) }
+        let (exit, exitTime, reason, spawnError, pid) = state.withLock {
+            ($0.exit, $0.exitTime, $0.reason, $0.spawnError, $0.pid)
+        }
+        if let spawnError { throw spawnError }
         guard let exit, let exitTime else {
             throw SpawnError(code: .io, message: "the child has not exited")
         }

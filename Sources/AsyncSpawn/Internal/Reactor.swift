@@ -67,16 +67,13 @@ final class Reactor: Sendable {
         var exitWatches: [Int32: ExitWatch] = [:]  // by pidfd
         var polled: [Int32: ExitWatch] = [:]  // by pid, where pidfds are unavailable
         var jobs: [@Sendable () -> Void] = []
-        var timers: [UInt64: Timer] = [:]
+        var timers = TimerQueue()
+        /// Descriptors in the epoll set (a guess that saves a system call per arm).
+        var registered: Set<Int32> = []
         /// Aborts that found no waiter: the next wait on that fd returns false at
         /// once (closes the window between a caller's check and its registration).
         var aborted: Set<Int32> = []
         var nextID: UInt64 = 1
-    }
-
-    private struct Timer {
-        var deadline: ContinuousClock.Instant
-        var body: @Sendable () -> Void
     }
 
     private let epollFD: Int32
@@ -94,7 +91,7 @@ final class Reactor: Sendable {
         }
         epollFD = ep
         wakeFD = wake
-        _ = cspawn_epoll_arm(epollFD, wakeFD, 0)
+        _ = cspawn_epoll_add_level(epollFD, wakeFD)
         let box = Unmanaged.passRetained(ThreadStart { [self] in self.loop() })
         var thread = pthread_t()
         let r = pthread_create(&thread, nil, { raw in
@@ -116,51 +113,57 @@ final class Reactor: Sendable {
     private func loop() {
         cspawn_block_all_signals_in_thread()
         cspawn_name_thread("asyncspawn")
+        cspawn_mark_reactor_thread()
         var fds = [Int32](repeating: -1, count: 64)
+        var due: [@Sendable () -> Void] = []
+        var timeout: Int32 = -1
         while true {
-            let timeout: Int32 = state.withLock { s -> Int32 in
-                var t: Int32 = s.polled.isEmpty ? -1 : 10
-                if let next = s.timers.values.map(\.deadline).min() {
-                    let (sec, atto) = (next - ContinuousClock.now).components
-                    // Round up so a timer never fires early; at least 0.
-                    let ms = max(0, sec * 1000 + (atto + 999_999_999_999_999) / 1_000_000_000_000_000)
-                    let capped = Int32(clamping: ms)
-                    t = t < 0 ? capped : min(t, capped)
-                }
-                return t
-            }
             let n = fds.withUnsafeMutableBufferPointer {
                 cspawn_epoll_wait(epollFD, $0.baseAddress, 64, timeout)
             }
-            if n < 0 { continue }
-            for i in 0..<Int(n) {
+            for i in 0..<Int(max(n, 0)) {
                 let fd = fds[i]
                 if fd == wakeFD {
+                    // Level-triggered: drained here, no re-arm.
                     cspawn_eventfd_drain(wakeFD)
-                    _ = cspawn_epoll_arm(epollFD, wakeFD, 0)
                     let jobs = state.withLock { s -> [@Sendable () -> Void] in
                         let j = s.jobs
-                        s.jobs.removeAll()
+                        s.jobs.removeAll(keepingCapacity: true)
                         return j
                     }
                     for job in jobs { job() }
                     continue
                 }
-                if let watch = state.withLock({ $0.exitWatches[fd] }) {
-                    reap(watch, rearm: true)
-                    continue
+                enum Ready { case exit(ExitWatch), waiter(Waiter), none }
+                let ready = state.withLock { s -> Ready in
+                    if let watch = s.exitWatches[fd] { return .exit(watch) }
+                    if let waiter = s.waiters.removeValue(forKey: fd) { return .waiter(waiter) }
+                    return .none
                 }
-                let waiter = state.withLock { $0.waiters.removeValue(forKey: fd) }
-                waiter?.continuation.resume(returning: true)
+                switch ready {
+                case .exit(let watch): reap(watch, rearm: true)
+                case .waiter(let waiter): waiter.continuation.resume(returning: true)
+                case .none: break
+                }
             }
-            let polled = state.withLock { Array($0.polled.values) }
+            let polled = state.withLock { $0.polled.isEmpty ? [] : Array($0.polled.values) }
             for watch in polled { reap(watch, rearm: false) }
+            // Due timers, and the next epoll timeout (rounded up so a timer
+            // never fires early; 10 ms while children are polled).
             let now = ContinuousClock.now
-            let due = state.withLock { s -> [@Sendable () -> Void] in
-                let ids = s.timers.filter { $0.value.deadline <= now }.map(\.key)
-                return ids.compactMap { s.timers.removeValue(forKey: $0)?.body }
+            let next = state.withLock { s -> ContinuousClock.Instant? in
+                s.timers.popDue(now: now, into: &due)
+                return s.timers.nextDeadline
             }
             for body in due { body() }
+            due.removeAll(keepingCapacity: true)
+            timeout = state.withLock { $0.polled.isEmpty } ? -1 : 10
+            if let next {
+                let (sec, atto) = (next - ContinuousClock.now).components
+                let ms = max(0, sec * 1000 + (atto + 999_999_999_999_999) / 1_000_000_000_000_000)
+                let capped = Int32(clamping: ms)
+                timeout = timeout < 0 ? capped : min(timeout, capped)
+            }
         }
     }
 
@@ -169,7 +172,7 @@ final class Reactor: Sendable {
         var user: Int64 = 0, system: Int64 = 0, rss: Int64 = 0
         let r = cspawn_wait(watch.pid, watch.pidfd, 1, &code, &status, &user, &system, &rss)
         if r == 0 {
-            if rearm { _ = cspawn_epoll_arm(epollFD, watch.pidfd, 0) }
+            if rearm { _ = cspawn_epoll_arm(epollFD, watch.pidfd, 0, 1) }
             return
         }
         let result: ExitResult
@@ -181,13 +184,24 @@ final class Reactor: Sendable {
                                       systemMicroseconds: system, maxRSSKiB: rss))
         }
         state.withLock {
-            if watch.pidfd >= 0 { $0.exitWatches[watch.pidfd] = nil } else { $0.polled[watch.pid] = nil }
+            if watch.pidfd >= 0 {
+                $0.exitWatches[watch.pidfd] = nil
+                $0.registered.remove(watch.pidfd)
+            } else {
+                $0.polled[watch.pid] = nil
+            }
         }
         if watch.pidfd >= 0 { _ = cspawn_epoll_forget(epollFD, watch.pidfd) }
         watch.handler(result)
     }
 
     // MARK: API
+
+    /// Runs `job` on the reactor thread soon; does not wait for it.
+    func submit(_ job: @escaping @Sendable () -> Void) {
+        state.withLock { $0.jobs.append(job) }
+        cspawn_eventfd_signal(wakeFD)
+    }
 
     /// Runs `body` on the reactor thread and returns its result.
     func perform<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
@@ -203,18 +217,22 @@ final class Reactor: Sendable {
     @discardableResult
     func schedule(after delay: Duration, _ body: @escaping @Sendable () -> Void) -> UInt64 {
         let deadline = ContinuousClock.now + delay
-        let id = state.withLock { s -> UInt64 in
+        let (id, earliest) = state.withLock { s -> (UInt64, Bool) in
             s.nextID += 1
-            s.timers[s.nextID] = Timer(deadline: deadline, body: body)
-            return s.nextID
+            let earliest = s.timers.nextDeadline.map { deadline < $0 } ?? true
+            s.timers.insert(id: s.nextID, deadline: deadline, body: body)
+            return (s.nextID, earliest)
         }
-        cspawn_eventfd_signal(wakeFD)  // recompute the epoll timeout
+        // Wake the loop to shorten its epoll timeout, unless it already wakes
+        // earlier, or this is the loop's own thread (it recomputes the timeout
+        // before it waits again).
+        if earliest && cspawn_is_reactor_thread() == 0 { cspawn_eventfd_signal(wakeFD) }
         return id
     }
 
     /// Cancels a timer that has not fired yet.
     func cancelTimer(_ id: UInt64) {
-        state.withLock { _ = $0.timers.removeValue(forKey: id) }
+        state.withLock { $0.timers.cancel(id) }
     }
 
     /// Calls `handler` on the reactor thread once the child has exited and been
@@ -222,10 +240,15 @@ final class Reactor: Sendable {
     func watchExit(pid: Int32, pidfd: Int32, handler: @escaping @Sendable (ExitResult) -> Void) {
         let watch = ExitWatch(pid: pid, pidfd: pidfd, handler: handler)
         state.withLock {
-            if pidfd >= 0 { $0.exitWatches[pidfd] = watch } else { $0.polled[pid] = watch }
+            if pidfd >= 0 {
+                $0.exitWatches[pidfd] = watch
+                $0.registered.insert(pidfd)
+            } else {
+                $0.polled[pid] = watch
+            }
         }
         if pidfd >= 0 {
-            _ = cspawn_epoll_arm(epollFD, pidfd, 0)
+            _ = cspawn_epoll_arm(epollFD, pidfd, 0, 0)
         } else {
             cspawn_eventfd_signal(wakeFD)  // switch the loop to its polling timeout
         }
@@ -240,18 +263,18 @@ final class Reactor: Sendable {
         }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-                let cancelled = state.withLock { s -> Bool in
-                    if Task.isCancelled { return true }
-                    if s.aborted.remove(fd) != nil { return true }
+                let (cancelled, known) = state.withLock { s -> (Bool, Bool) in
+                    if Task.isCancelled { return (true, false) }
+                    if s.aborted.remove(fd) != nil { return (true, false) }
                     if let old = s.waiters[fd] { old.continuation.resume(returning: false) }
                     s.waiters[fd] = Waiter(id: id, continuation: continuation)
-                    return false
+                    return (false, !s.registered.insert(fd).inserted)
                 }
                 if cancelled {
                     continuation.resume(returning: false)
                     return
                 }
-                let r = cspawn_epoll_arm(epollFD, fd, writable ? 1 : 0)
+                let r = cspawn_epoll_arm(epollFD, fd, writable ? 1 : 0, known ? 1 : 0)
                 if r < 0 {
                     // Not pollable any more (closed): report ready so the caller's
                     // next read or write sees the real error.
@@ -287,6 +310,7 @@ final class Reactor: Sendable {
     func forget(fd: Int32) {
         _ = cspawn_epoll_forget(epollFD, fd)
         let w = state.withLock { s -> Waiter? in
+            s.registered.remove(fd)
             s.aborted.remove(fd)  // the number is about to be free for reuse
             return s.waiters.removeValue(forKey: fd)
         }
@@ -297,4 +321,66 @@ final class Reactor: Sendable {
 private final class ThreadStart {
     let body: () -> Void
     init(_ body: @escaping () -> Void) { self.body = body }
+}
+
+/// The reactor's timers: a binary min-heap of deadlines; a cancelled timer
+/// leaves its heap entry behind, skipped when it comes up.
+struct TimerQueue {
+    private struct Entry {
+        var deadline: ContinuousClock.Instant
+        var id: UInt64
+    }
+    private var heap: [Entry] = []
+    private var bodies: [UInt64: @Sendable () -> Void] = [:]
+
+    var isEmpty: Bool { bodies.isEmpty }
+
+    /// The earliest deadline of a live timer.
+    var nextDeadline: ContinuousClock.Instant? {
+        mutating get {
+            while let top = heap.first, bodies[top.id] == nil { popTop() }
+            return heap.first?.deadline
+        }
+    }
+
+    mutating func insert(id: UInt64, deadline: ContinuousClock.Instant, body: @escaping @Sendable () -> Void) {
+        bodies[id] = body
+        heap.append(Entry(deadline: deadline, id: id))
+        var i = heap.count - 1
+        while i > 0 {
+            let parent = (i - 1) / 2
+            guard heap[i].deadline < heap[parent].deadline else { break }
+            heap.swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    mutating func cancel(_ id: UInt64) {
+        bodies[id] = nil
+        if bodies.isEmpty { heap.removeAll(keepingCapacity: true) }
+    }
+
+    /// Removes the timers due at `now` and appends their bodies to `due`.
+    mutating func popDue(now: ContinuousClock.Instant, into due: inout [@Sendable () -> Void]) {
+        while let top = heap.first, top.deadline <= now {
+            popTop()
+            if let body = bodies.removeValue(forKey: top.id) { due.append(body) }
+        }
+    }
+
+    private mutating func popTop() {
+        let last = heap.removeLast()
+        guard !heap.isEmpty else { return }
+        heap[0] = last
+        var i = 0
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var m = i
+            if l < heap.count && heap[l].deadline < heap[m].deadline { m = l }
+            if r < heap.count && heap[r].deadline < heap[m].deadline { m = r }
+            if m == i { return }
+            heap.swapAt(i, m)
+            i = m
+        }
+    }
 }

@@ -9,7 +9,11 @@ extern "C" {
 
 int cspawn_epoll_create(void);
 /// Arms `fd` once (EPOLLONESHOT) for readability, or writability when `writable`.
-int cspawn_epoll_arm(int epfd, int fd, int writable);
+/// `registered`: whether the caller believes `fd` is in the set already (then
+/// EPOLL_CTL_MOD is tried first, else EPOLL_CTL_ADD); a wrong guess costs a retry.
+int cspawn_epoll_arm(int epfd, int fd, int writable, int registered);
+/// Adds `fd` for readability, level-triggered (the reactor's wake-up eventfd).
+int cspawn_epoll_add_level(int epfd, int fd);
 int cspawn_epoll_forget(int epfd, int fd);
 /// Waits for events; fills `fds` with the ready descriptors. Returns their count.
 int cspawn_epoll_wait(int epfd, int *fds, int max, int timeout_ms);
@@ -25,6 +29,9 @@ void cspawn_block_all_signals_in_thread(void);
 /// Ignores SIGPIPE process-wide unless the process already handles it, so a
 /// write to a child that closed its stdin fails with EPIPE instead of killing us.
 void cspawn_ignore_sigpipe(void);
+/// Marks the calling thread as the reactor's; `cspawn_is_reactor_thread` tells.
+void cspawn_mark_reactor_thread(void);
+int cspawn_is_reactor_thread(void);
 /// Names the calling thread (PR_SET_NAME).
 void cspawn_name_thread(const char *name);
 
