@@ -6,7 +6,9 @@
 #   3. a short soak (5,000 spawns of every kind, 256 at a time, with leak checks);
 #   4. the concurrency tests again under the thread sanitizer;
 #   5. the DocC documentation, built with warnings as errors;
-#   6. the example server's tests, when Examples/CodeRunner exists.
+#   6. AsyncSpawn next to swift-subprocess and Foundation's Process in one test
+#      process (Integration/SubprocessInterop, a package of its own);
+#   7. the example server's tests, when Examples/CodeRunner exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -32,6 +34,9 @@ swift test --skip-build --sanitize=thread --scratch-path .build-tsan \
 
 step "documentation (DocC, warnings are errors)"
 swift package generate-documentation --target AsyncSpawn --warnings-as-errors
+
+step "swift-subprocess and AsyncSpawn in one process"
+bash Integration/SubprocessInterop/test.sh
 
 if [ -f Examples/CodeRunner/test.sh ]; then
     step "example server"
