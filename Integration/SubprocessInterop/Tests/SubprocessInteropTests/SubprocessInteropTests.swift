@@ -332,7 +332,16 @@ func expectClean(_ baseline: [Int32: String], sourceLocation: SourceLocation = #
     #expect(children.isEmpty, "children left: \(children)", sourceLocation: sourceLocation)
     let isSocket: (Dictionary<Int32, String>.Element) -> Bool = { $0.value.hasPrefix("socket:") }
     let before = baseline.filter { !isSocket($0) }
-    let now = openDescriptors().filter { !isSocket($0) }
+    // The peers close some descriptors on threads of their own after their calls
+    // returned (Foundation's manager thread, swift-subprocess's monitor thread):
+    // give those up to 2 s to reach the baseline before judging. AsyncSpawn
+    // closes everything before its call returns.
+    var now = openDescriptors().filter { !isSocket($0) }
+    let until = ContinuousClock.now + .seconds(2)
+    while now != before && ContinuousClock.now < until {
+        usleep(10_000)
+        now = openDescriptors().filter { !isSocket($0) }
+    }
     let added = now.filter { before[$0.key] != $0.value }.sorted { $0.key < $1.key }
     let removed = before.filter { now[$0.key] != $0.value }.sorted { $0.key < $1.key }
     #expect(added.isEmpty && removed.isEmpty,
