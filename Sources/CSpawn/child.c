@@ -266,6 +266,6 @@ CHILD_CODE int _cspawn_child(void *argument) {
     }
 
     // 12. Exec. On success the report pipe closes (O_CLOEXEC): the parent reads EOF.
-    r = sys(SYS_execve, (long)c->path, (long)c->argv, (long)c->envp, 0, 0);
+    r = sys(SYS_execve, (long)c->path, (long)c->argv, (long)context->envp, 0, 0);
     fail(report_fd, CSPAWN_STEP_EXEC, r);
 }

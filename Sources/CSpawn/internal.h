@@ -20,6 +20,7 @@ typedef struct {
 typedef struct {
     const cspawn_config *config;
     int report_fd;
+    char *const *envp;  // the config's, or this process's environ (read just before clone)
 } _cspawn_child_context;
 
 /// The child's entry point (child.c). Never returns: it execs or _exits.

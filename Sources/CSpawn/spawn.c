@@ -58,6 +58,11 @@ extern int __clone(int (*fn)(void *), void *stack, int flags, void *arg, ...);
 #define cspawn_clone clone
 #endif
 
+extern char **environ;
+
+// The child's stack of the last spawn, kept for the next one (or NULL).
+static char *cached_stack;
+
 // 0: not probed, 1: clone(CLONE_PIDFD) works, 2: only pidfd_open, 3: no pidfds.
 static int pidfd_mode = 0;
 
@@ -116,16 +121,21 @@ int cspawn_spawn(const cspawn_config *config, cspawn_result *result) {
         return -1;
     }
 
-    char *stack = mmap(NULL, STACK_SIZE + GUARD_SIZE, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED) {
-        result->step = CSPAWN_STEP_STACK;
-        result->error = errno;
-        close(report[0]);
-        close(report[1]);
-        return -1;
+    // A stack from the one-slot cache (spawns are sequential on the reactor
+    // thread, so it is almost always there), else a new mapping.
+    char *stack = __atomic_exchange_n(&cached_stack, NULL, __ATOMIC_ACQUIRE);
+    if (!stack) {
+        stack = mmap(NULL, STACK_SIZE + GUARD_SIZE, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (stack == MAP_FAILED) {
+            result->step = CSPAWN_STEP_STACK;
+            result->error = errno;
+            close(report[0]);
+            close(report[1]);
+            return -1;
+        }
+        (void)mprotect(stack, GUARD_SIZE, PROT_NONE); // best effort: a missing guard is not fatal
     }
-    (void)mprotect(stack, GUARD_SIZE, PROT_NONE); // best effort: a missing guard is not fatal
 
     // Block every signal (raw: glibc's pthread_sigmask keeps two of its own
     // unblocked) so that no handler of the parent runs on the child's stack
@@ -133,7 +143,11 @@ int cspawn_spawn(const cspawn_config *config, cspawn_result *result) {
     uint64_t all = ~(uint64_t)0, old = 0;
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, 8);
 
-    _cspawn_child_context context = {.config = config, .report_fd = report[1]};
+    _cspawn_child_context context = {
+        .config = config,
+        .report_fd = report[1],
+        .envp = config->envp ? config->envp : environ,
+    };
     int pidfd = -1;
     int mode = __atomic_load_n(&pidfd_mode, __ATOMIC_RELAXED);
     // SIGCHLD as the exit signal, like posix_spawn (execve would reset any other
@@ -161,7 +175,10 @@ int cspawn_spawn(const cspawn_config *config, cspawn_result *result) {
     }
 
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, 8);
-    munmap(stack, STACK_SIZE + GUARD_SIZE);
+    // The child is done with the stack (it exec'd or exited: CLONE_VFORK).
+    char *expected = NULL;
+    if (!__atomic_compare_exchange_n(&cached_stack, &expected, stack, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+        munmap(stack, STACK_SIZE + GUARD_SIZE);
     close(report[1]);
 
     if (pid < 0) {
@@ -259,8 +276,6 @@ int cspawn_pidfd_supported(void) {
     close((int)fd);
     return 1;
 }
-
-extern char **environ;
 
 char **cspawn_environ(void) { return environ; }
 

@@ -101,7 +101,7 @@ enum Launcher {
     /// executable, the pipes, the C-side input; and the reactor job that spawns.
     private static func prepare(_ c: Configuration) throws(SpawnError) -> (Launched, @Sendable () -> Void) {
         try validate(c)
-        _ = try Reactor.start()
+        let reactor = try Reactor.start()
         let rlimits = try c.limits.resolved()
         var bpf = c.seccompProgram?.bytes
         if let filter = c.seccomp {
@@ -113,10 +113,20 @@ enum Launcher {
             }
             bpf = compiled
         }
-        let env = c.environment.resolved()
-        let path = try resolveExecutable(c.executable, path: env.first(where: { $0.0 == "PATH" })?.1)
+        let envp: [String]?
+        let searchPath: String?
+        if case .inherit = c.environment.base, c.environment.edits.isEmpty {
+            // This process's environment unchanged: the child gets `environ` as
+            // it is at the clone, with nothing copied.
+            envp = nil
+            searchPath = getenv("PATH").map { String(cString: $0) }
+        } else {
+            let env = c.environment.resolved()
+            envp = env.map { "\($0.0)=\($0.1)" }
+            searchPath = env.first(where: { $0.0 == "PATH" })?.1
+        }
+        let path = try resolveExecutable(c.executable, path: searchPath)
         let argv = [c.argument0 ?? c.executable] + c.arguments
-        let envp = env.map { "\($0.0)=\($0.1)" }
 
         // Descriptors created here are all O_CLOEXEC; `toClose` are the child's
         // ends, closed in the parent once the child exists.
@@ -126,15 +136,7 @@ enum Launcher {
             for fd in toClose { Glibc.close(fd) }
             for fd in parentEnds { Glibc.close(fd) }
         }
-        var nullFD: Int32 = -1
-        func null() throws(SpawnError) -> Int32 {
-            if nullFD >= 0 { return nullFD }
-            let fd = cspawn_open_null()
-            if fd < 0 { throw SpawnError.system("open /dev/null", -fd) }
-            nullFD = fd
-            toClose.append(fd)
-            return fd
-        }
+        func null() -> Int32 { reactor.nullFD }
         func makePipe(parentReads: Bool) throws(SpawnError) -> (parent: Int32, child: Int32) {
             var fds: [Int32] = [-1, -1]
             let r = fds.withUnsafeMutableBufferPointer { cspawn_pipe($0.baseAddress, parentReads ? 1 : 0, parentReads ? 0 : 1) }
@@ -154,7 +156,7 @@ enum Launcher {
                 let p = try makePipe(parentReads: false)
                 stdinEnd = p.parent
                 plan.append((p.child, 0))
-            case .null: plan.append((try null(), 0))
+            case .null: plan.append((null(), 0))
             case .inherit: plan.append((0, 0))
             case .fileDescriptor(let fd): plan.append((fd, 0))
             }
@@ -164,7 +166,7 @@ enum Launcher {
                     let p = try makePipe(parentReads: true)
                     if target == 1 { stdoutEnd = p.parent } else { stderrEnd = p.parent }
                     plan.append((p.child, target))
-                case .null: plan.append((try null(), target))
+                case .null: plan.append((null(), target))
                 case .inherit: plan.append((target, target))
                 case .fileDescriptor(let fd): plan.append((fd, target))
                 }

@@ -17,14 +17,14 @@ final class PreparedSpawn: @unchecked Sendable {
 
     let path: String
 
-    init(path: String, argv: [String], envp: [String], cwd: String?,
+    init(path: String, argv: [String], envp: [String]?, cwd: String?,
          group: ProcessGroup, rlimits: [(resource: Int32, soft: UInt64, hard: UInt64)],
          credentials: Credentials?, deathSignal: Int32,
          fds: [(source: Int32, target: Int32)], noNewPrivs: Bool, bpf: [UInt8]?) {
         self.path = path
         config.path = UnsafePointer(cString(path))
         config.argv = UnsafePointer(cStringArray(argv))
-        config.envp = UnsafePointer(cStringArray(envp))
+        config.envp = envp.map { UnsafePointer(cStringArray($0)) }  // nil: environ at the clone
         switch group {
         case .newSession: config.group_mode = Int32(CSPAWN_GROUP_SESSION.rawValue)
         case .newGroup: config.group_mode = Int32(CSPAWN_GROUP_NEW.rawValue)

@@ -78,6 +78,8 @@ final class Reactor: Sendable {
 
     private let epollFD: Int32
     private let wakeFD: Int32
+    /// `/dev/null`, opened once, for every child's stdio that is `.null`.
+    let nullFD: Int32
     private let state = Locked(State())
 
     private init() throws(SpawnError) {
@@ -89,8 +91,15 @@ final class Reactor: Sendable {
             close(ep)
             throw SpawnError.system("reactor: eventfd", -wake)
         }
+        let null = cspawn_open_null()
+        if null < 0 {
+            close(ep)
+            close(wake)
+            throw SpawnError.system("reactor: open /dev/null", -null)
+        }
         epollFD = ep
         wakeFD = wake
+        nullFD = null
         _ = cspawn_epoll_add_level(epollFD, wakeFD)
         let box = Unmanaged.passRetained(ThreadStart { [self] in self.loop() })
         var thread = pthread_t()
@@ -103,6 +112,7 @@ final class Reactor: Sendable {
             box.release()
             close(ep)
             close(wake)
+            close(null)
             throw SpawnError.system("reactor: pthread_create", r)
         }
         pthread_detach(thread)
@@ -151,13 +161,12 @@ final class Reactor: Sendable {
             // Due timers, and the next epoll timeout (rounded up so a timer
             // never fires early; 10 ms while children are polled).
             let now = ContinuousClock.now
-            let next = state.withLock { s -> ContinuousClock.Instant? in
-                s.timers.popDue(now: now, into: &due)
-                return s.timers.nextDeadline
-            }
+            state.withLock { $0.timers.popDue(now: now, into: &due) }
             for body in due { body() }
             due.removeAll(keepingCapacity: true)
-            timeout = state.withLock { $0.polled.isEmpty } ? -1 : 10
+            // After the jobs and timers above, which may have scheduled more.
+            let (next, polling) = state.withLock { ($0.timers.nextDeadline, !$0.polled.isEmpty) }
+            timeout = polling ? 10 : -1
             if let next {
                 let (sec, atto) = (next - ContinuousClock.now).components
                 let ms = max(0, sec * 1000 + (atto + 999_999_999_999_999) / 1_000_000_000_000_000)

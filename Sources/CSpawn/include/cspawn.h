@@ -73,7 +73,7 @@ typedef struct {
 typedef struct {
     const char *path;         // resolved executable path (no PATH lookup in the child)
     char *const *argv;        // NULL-terminated
-    char *const *envp;        // NULL-terminated
+    char *const *envp;        // NULL-terminated; NULL: this process's environ at the spawn
 
     int group_mode;           // cspawn_group_mode
     const cspawn_rlimit *rlimits;

@@ -1,0 +1,62 @@
+// The reactor's timers: the heap's order, cancellation, and a timer scheduled
+// from the reactor thread itself (a teardown's SIGKILL after the grace, the
+// group's poll) firing without any other wake-up of the loop.
+@testable import AsyncSpawn
+import Testing
+
+@Suite(Gate.exclusive)
+struct ReactorTests {
+    /// Random deadlines, some cancelled: the due ones come out in deadline order,
+    /// the cancelled ones never, and the next deadline is the earliest live one.
+    @Test func timerQueueOrderAndCancellation() {
+        var queue = TimerQueue()
+        let base = ContinuousClock.now
+        var generator = SystemRandomNumberGenerator()
+        var live: [(UInt64, Int)] = []
+        let fired = Box<[UInt64]>([])
+        for id in UInt64(1)...500 {
+            let ms = Int.random(in: 0..<1000, using: &generator)
+            queue.insert(id: id, deadline: base + .milliseconds(ms)) { fired.update { $0.append(id) } }
+            live.append((id, ms))
+        }
+        for (id, _) in live where id % 3 == 0 { queue.cancel(id) }
+        live.removeAll { $0.0 % 3 == 0 }
+        live.sort { ($0.1, $0.0) < ($1.1, $1.0) }
+        #expect(queue.nextDeadline == base + .milliseconds(live[0].1))
+
+        var due: [@Sendable () -> Void] = []
+        queue.popDue(now: base + .milliseconds(500), into: &due)
+        for body in due { body() }
+        let expectedFirst = live.filter { $0.1 <= 500 }
+        #expect(fired.get().count == expectedFirst.count)
+        // Equal deadlines may come out in any order; the deadlines never go down.
+        let deadlines = Dictionary(uniqueKeysWithValues: live.map { ($0.0, $0.1) })
+        let firedDeadlines = fired.get().map { deadlines[$0] ?? -1 }
+        #expect(firedDeadlines == firedDeadlines.sorted())
+        #expect(!firedDeadlines.contains(-1), "a cancelled timer fired")
+
+        due.removeAll()
+        queue.popDue(now: base + .seconds(2), into: &due)
+        for body in due { body() }
+        #expect(fired.get().count == live.count)
+        #expect(queue.nextDeadline == nil)
+        #expect(queue.isEmpty)
+    }
+
+    /// A timer whose body schedules another (as a teardown does for its SIGKILL)
+    /// fires on time with nothing else waking the reactor (the test runs alone).
+    @Test func timerScheduledFromATimerFires() async throws {
+        let reactor = try Reactor.start()
+        let started = ContinuousClock.now
+        let elapsed = try await withDeadline(.seconds(10)) {
+            await withCheckedContinuation { (done: CheckedContinuation<Duration, Never>) in
+                reactor.schedule(after: .milliseconds(20)) {
+                    reactor.schedule(after: .milliseconds(50)) {
+                        done.resume(returning: ContinuousClock.now - started)
+                    }
+                }
+            }
+        }
+        #expect(elapsed >= .milliseconds(70))
+    }
+}
