@@ -67,68 +67,96 @@ public struct ChildOutput: AsyncSequence, Sendable {
         let limit: Int?
         var finished = false
         var afterDrain = 0
-        private let buffer: UnsafeMutableRawBufferPointerBox?
+        /// Reads that filled the buffer, in a row: the pipe is busy.
+        var fullReads = 0
+        /// The read buffer. A chunk of at least half of it is handed to the
+        /// consumer as is (and a new buffer is made, not zero-filled); a smaller
+        /// one is copied out. So big chunks cost no copy and small ones no waste.
+        private var scratch: [UInt8] = []
+        private var capacity: Int
 
         init(pipe: PipeEnd?, core: ProcessCore, limit: Int?) {
             self.pipe = pipe
             self.core = core
             self.limit = limit
             // No pipe (stdout/stderr not .pipe, or a second iteration): no buffer.
-            self.buffer = pipe == nil ? nil : UnsafeMutableRawBufferPointerBox(size: 64 * 1024)
+            self.capacity = pipe == nil ? 0 : Self.initialCapacity
             self.finished = pipe == nil
         }
+
+        /// The first read buffer: the default pipe's capacity.
+        static let initialCapacity = 64 * 1024
 
         /// The next chunk, or nil at the end. Suspends (without blocking a thread)
         /// until the child writes.
         public mutating func next() async throws -> [UInt8]? {
-            var chunk: [UInt8]? = nil
-            _ = try await readChunk { bytes in chunk = Array(bytes) }
-            return chunk
+            guard let n = try await readChunk() else { return nil }
+            if n * 2 >= capacity {
+                var chunk = scratch
+                scratch = []
+                chunk.removeLast(chunk.count - n)
+                return chunk
+            }
+            return Array(scratch[0..<n])
         }
 
         mutating func readAll(into result: inout [UInt8]) async throws {
-            var more = true
-            while more {
-                more = try await readChunk { bytes in result.append(contentsOf: bytes) }
+            while let n = try await readChunk() {
+                result.append(contentsOf: scratch[0..<n])
             }
         }
 
-        /// Reads one chunk and hands it to `deliver`; returns false at the end.
+        /// Reads one chunk into `scratch` and returns how many of its bytes to
+        /// deliver; nil at the end.
         ///
         /// After the drain deadline (the child and its group are gone, someone
         /// else still holds the pipe) what is already in the pipe is still
         /// delivered, however late the consumer comes: the stream ends at the
         /// first read that would wait, or after one more pipe's worth at most
         /// (so a process that escaped the group cannot keep it going forever).
-        private mutating func readChunk(_ deliver: (UnsafeRawBufferPointer) -> Void) async throws -> Bool {
-            guard !finished, let pipe, let buffer else { return false }
+        ///
+        /// A pipe whose reads keep filling the buffer is enlarged to 1 MiB, and
+        /// the buffer with it ( ``PipeEnd/grow()``): a busy producer then wakes
+        /// the reader once per MiB instead of once per 64 KiB.
+        private mutating func readChunk() async throws -> Int? {
+            guard !finished, let pipe else { return nil }
             while true {
-                guard let n = pipe.read(into: buffer.pointer) else {
+                if scratch.count != capacity {
+                    scratch = [UInt8](unsafeUninitializedCapacity: capacity) { _, count in count = capacity }
+                }
+                guard let n = scratch.withUnsafeMutableBytes({ pipe.read(into: $0) }) else {
                     finish()
-                    return false
+                    return nil
                 }
                 if n > 0 {
+                    if n == capacity {
+                        fullReads += 1
+                        if fullReads == 2 && capacity < PipeEnd.grownSize && pipe.grow() {
+                            capacity = PipeEnd.grownSize
+                        }
+                    } else {
+                        fullReads = 0
+                    }
                     let (keep, past) = pipe.account(Int(n), limit: limit)
-                    if keep > 0 { deliver(UnsafeRawBufferPointer(rebasing: buffer.pointer[0..<keep])) }
                     if past {
                         core.beginTeardown(.outputLimit)
                         finish()
-                        return keep > 0
+                        return keep > 0 ? keep : nil
                     }
                     if core.isDrained {
                         afterDrain += Int(n)
                         if afterDrain > Self.drainAllowance { finish() }
                     }
-                    return true
+                    return Int(n)
                 }
                 if n == 0 {
                     finish()
-                    return false
+                    return nil
                 }
                 if n == -Int(EAGAIN) {
                     if core.isDrained {
                         finish()
-                        return false
+                        return nil
                     }
                     if !(await pipe.waitReady(writable: false)) {
                         try Task.checkCancellation()
@@ -148,14 +176,6 @@ public struct ChildOutput: AsyncSequence, Sendable {
             pipe?.close()
         }
     }
-}
-
-/// A 64 KiB scratch buffer reused for every read of one iterator.
-final class UnsafeMutableRawBufferPointerBox: @unchecked Sendable {
-    // @unchecked: used by one iterator, which is used by one task at a time.
-    let pointer: UnsafeMutableRawBufferPointer
-    init(size: Int) { pointer = .allocate(byteCount: size, alignment: 16) }
-    deinit { pointer.deallocate() }
 }
 
 /// Lines of a ``ChildOutput``: see ``ChildOutput/lines``.

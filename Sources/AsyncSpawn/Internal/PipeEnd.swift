@@ -21,7 +21,17 @@ final class PipeEnd: Sendable {
         var bytes = 0
         var truncated = false
         var iterated = false
+        var grown = false
     }
+
+    /// Pipes of this process enlarged by ``grow()`` and still open: bounded, so
+    /// that AsyncSpawn takes at most 16 MiB of the user's pipe budget
+    /// (`/proc/sys/fs/pipe-user-pages-soft`, 64 MiB by default; past it the
+    /// kernel gives an unprivileged user's new pipes one page).
+    private static let grownPipes = Locked(0)
+    static let grownPipeLimit = 16
+    /// The size a busy pipe is enlarged to (the default `pipe-max-size`).
+    static let grownSize = 1 << 20
     private let state: Locked<State>
 
     init(fd: Int32) { state = Locked(State(fd: fd)) }
@@ -81,6 +91,32 @@ final class PipeEnd: Sendable {
     private func destroy(_ fd: Int32) {
         Reactor.shared.forget(fd: fd)
         Glibc.close(fd)
+        let wasGrown = state.withLock { s -> Bool in
+            defer { s.grown = false }
+            return s.grown
+        }
+        if wasGrown { Self.grownPipes.withLock { $0 -= 1 } }
+    }
+
+    /// Enlarges the pipe to ``grownSize`` (F_SETPIPE_SZ), once, within the
+    /// process-wide budget. For a stream whose reads keep filling the buffer:
+    /// fewer wake-ups per byte. Returns whether the pipe is now that large.
+    func grow() -> Bool {
+        guard let fd = acquire() else { return false }
+        defer { release() }
+        if state.withLock({ $0.grown }) { return true }
+        let admitted = Self.grownPipes.withLock { n -> Bool in
+            if n >= Self.grownPipeLimit { return false }
+            n += 1
+            return true
+        }
+        guard admitted else { return false }
+        if cspawn_set_pipe_size(fd, Int32(Self.grownSize)) >= Self.grownSize {
+            state.withLock { $0.grown = true }
+            return true
+        }
+        Self.grownPipes.withLock { $0 -= 1 }
+        return false
     }
 
     /// `read(2)`: bytes read, 0 at end of file, -errno on error, nil once closed.
