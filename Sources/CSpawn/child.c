@@ -12,7 +12,8 @@
 // │ (see spawn.c): no large locals beyond the fixed arrays below.              │
 // └──────────────────────────────────────────────────────────────────────────┘
 //
-// The steps, in order (a failing step reports {step, errno} and _exits):
+// The steps, in order (a failing step stores {step, errno} in the parent's
+// memory, which the child shares, and _exits; see _cspawn_report):
 //  1. signals: every disposition back to SIG_DFL (a parent that ignores SIGPIPE
 //     must not pass that on). The mask stays fully blocked (the parent blocked
 //     all signals before clone) so no parent handler can run on this stack.
@@ -24,12 +25,11 @@
 //  6. parent-death signal: after the credentials, because the kernel clears it
 //     when they change; then getppid() is checked for a parent that already died.
 //  7. descriptors: every source is first duplicated above every target (so a
-//     source can never be overwritten by an earlier target), the report pipe is
-//     moved up too, then each source is dup3()'d onto its target.
+//     source can never be overwritten by an earlier target), then each source
+//     is dup3()'d onto its target.
 //  7b. RLIMIT_NOFILE, now that no descriptor above it is needed to be created.
 //  8. every descriptor other than the kept targets is marked close-on-exec
-//     (close_range(CLOSE_RANGE_CLOEXEC), or a getdents64 walk of /proc/self/fd),
-//     so the report pipe still works until execve closes it.
+//     (close_range(CLOSE_RANGE_CLOEXEC), or a getdents64 walk of /proc/self/fd).
 //  9. PR_SET_NO_NEW_PRIVS when asked (always with a filter).
 // 10. the signal mask is cleared.
 // 11. the seccomp filter, last before exec so it need not allow the steps above.
@@ -94,12 +94,11 @@ CHILD_CODE static long sys(long n, long a, long b, long c, long d, long e) {
     return r == -1 ? -errno : r;
 }
 
-CHILD_CODE __attribute__((noreturn)) static void fail(int report_fd, int step, long negative_errno) {
-    _cspawn_report report = {.step = step, .error = (int32_t)-negative_errno};
-    for (;;) {
-        long w = sys(SYS_write, report_fd, (long)&report, sizeof report, 0, 0);
-        if (w != -EINTR) break;
-    }
+// No system call is needed to report, so a seccomp filter that refuses execve
+// (or write) cannot swallow the report.
+CHILD_CODE __attribute__((noreturn)) static void fail(_cspawn_report *report, int step, long negative_errno) {
+    __atomic_store_n(&report->error, (int32_t)-negative_errno, __ATOMIC_RELAXED);
+    __atomic_store_n(&report->step, step, __ATOMIC_RELEASE);
     for (;;) sys(SYS_exit_group, 127, 0, 0, 0, 0);
 }
 
@@ -110,7 +109,7 @@ CHILD_CODE static int is_kept(const cspawn_config *c, int fd) {
 }
 
 // Marks every descriptor >= 3 that is not kept as close-on-exec.
-CHILD_CODE static long mark_cloexec(const cspawn_config *c, int report_fd) {
+CHILD_CODE static long mark_cloexec(const cspawn_config *c) {
     // Fast path: close_range over the gaps between the sorted kept targets.
     unsigned int low = 3;
     long r = 0;
@@ -143,7 +142,7 @@ CHILD_CODE static long mark_cloexec(const cspawn_config *c, int report_fd) {
             if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
             int fd = 0;
             for (const char *p = d->d_name; *p; p++) fd = fd * 10 + (*p - '0');
-            if (fd < 3 || fd == dir || fd == report_fd || is_kept(c, fd)) continue;
+            if (fd < 3 || fd == dir || is_kept(c, fd)) continue;
             long s = sys(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC, 0, 0);
             if (s < 0 && s != -EBADF) { sys(SYS_close, dir, 0, 0, 0, 0); return s; }
         }
@@ -155,7 +154,7 @@ CHILD_CODE static long mark_cloexec(const cspawn_config *c, int report_fd) {
 CHILD_CODE int _cspawn_child(void *argument) {
     const _cspawn_child_context *context = argument;
     const cspawn_config *c = context->config;
-    int report_fd = context->report_fd;
+    _cspawn_report *report = context->report;
     long r;
 
     // 1. Signal dispositions back to default (SIGKILL and SIGSTOP cannot change).
@@ -163,16 +162,16 @@ CHILD_CODE int _cspawn_child(void *argument) {
     for (int sig = 1; sig < 65; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP) continue;
         r = sys(SYS_rt_sigaction, sig, (long)&dfl, 0, 8, 0);
-        if (r < 0 && r != -EINVAL) fail(report_fd, CSPAWN_STEP_SIGNALS, r);
+        if (r < 0 && r != -EINVAL) fail(report, CSPAWN_STEP_SIGNALS, r);
     }
 
     // 2. Session or group.
     if (c->group_mode == CSPAWN_GROUP_SESSION) {
         r = sys(SYS_setsid, 0, 0, 0, 0, 0);
-        if (r < 0) fail(report_fd, CSPAWN_STEP_SETSID, r);
+        if (r < 0) fail(report, CSPAWN_STEP_SETSID, r);
     } else if (c->group_mode == CSPAWN_GROUP_NEW) {
         r = sys(SYS_setpgid, 0, 0, 0, 0, 0);
-        if (r < 0) fail(report_fd, CSPAWN_STEP_SETPGID, r);
+        if (r < 0) fail(report, CSPAWN_STEP_SETPGID, r);
     }
 
     // 3. Resource limits (RLIMIT_NOFILE waits for step 7b).
@@ -180,50 +179,47 @@ CHILD_CODE int _cspawn_child(void *argument) {
         if (c->rlimits[i].resource == RLIMIT_NOFILE) continue;
         struct rlimit64 value = {.rlim_cur = c->rlimits[i].soft, .rlim_max = c->rlimits[i].hard};
         r = sys(SYS_prlimit64, 0, c->rlimits[i].resource, (long)&value, 0, 0);
-        if (r < 0) fail(report_fd, CSPAWN_STEP_SETRLIMIT, r);
+        if (r < 0) fail(report, CSPAWN_STEP_SETRLIMIT, r);
     }
 
     // 4. Working directory.
     if (c->cwd) {
         r = sys(SYS_chdir, (long)c->cwd, 0, 0, 0, 0);
-        if (r < 0) fail(report_fd, CSPAWN_STEP_CHDIR, r);
+        if (r < 0) fail(report, CSPAWN_STEP_CHDIR, r);
     }
 
     // 5. Credentials: groups, then gid, then uid.
     if (c->set_groups) {
         r = sys(SYS_setgroups, c->group_count, (long)c->groups, 0, 0, 0);
-        if (r < 0) fail(report_fd, CSPAWN_STEP_SETGROUPS, r);
+        if (r < 0) fail(report, CSPAWN_STEP_SETGROUPS, r);
     }
     if (c->set_gid) {
         r = sys(SYS_setresgid, c->gid, c->gid, c->gid, 0, 0);
-        if (r < 0) fail(report_fd, CSPAWN_STEP_SETGID, r);
+        if (r < 0) fail(report, CSPAWN_STEP_SETGID, r);
     }
     if (c->set_uid) {
         r = sys(SYS_setresuid, c->uid, c->uid, c->uid, 0, 0);
-        if (r < 0) fail(report_fd, CSPAWN_STEP_SETUID, r);
+        if (r < 0) fail(report, CSPAWN_STEP_SETUID, r);
     }
 
     // 6. Parent-death signal, after the credential changes that would clear it.
     if (c->death_signal) {
         r = sys(SYS_prctl, PR_SET_PDEATHSIG, c->death_signal, 0, 0, 0);
-        if (r < 0) fail(report_fd, CSPAWN_STEP_PDEATHSIG, r);
+        if (r < 0) fail(report, CSPAWN_STEP_PDEATHSIG, r);
         if (sys(SYS_getppid, 0, 0, 0, 0, 0) != c->parent_pid)
-            fail(report_fd, CSPAWN_STEP_PDEATHSIG, -ESRCH);
+            fail(report, CSPAWN_STEP_PDEATHSIG, -ESRCH);
     }
 
     // 7. Descriptors. Everything is first moved above the highest target.
     int above = 3;
     for (int i = 0; i < c->fd_count; i++)
         if (c->fds[i].target >= above) above = c->fds[i].target + 1;
-    r = sys(SYS_fcntl, report_fd, F_DUPFD_CLOEXEC, above, 0, 0);
-    if (r < 0) fail(report_fd, CSPAWN_STEP_DUP2, r);
-    report_fd = (int)r;
     int moved[CSPAWN_MAX_FDS];
     for (int i = 0; i < c->fd_count && i < CSPAWN_MAX_FDS; i++) {
         moved[i] = -1;
         if (c->fds[i].source < 0) continue;
         r = sys(SYS_fcntl, c->fds[i].source, F_DUPFD_CLOEXEC, above, 0, 0);
-        if (r < 0) fail(report_fd, CSPAWN_STEP_DUP2, r);
+        if (r < 0) fail(report, CSPAWN_STEP_DUP2, r);
         moved[i] = (int)r;
     }
     for (int i = 0; i < c->fd_count && i < CSPAWN_MAX_FDS; i++) {
@@ -232,7 +228,7 @@ CHILD_CODE int _cspawn_child(void *argument) {
             continue;
         }
         r = sys(SYS_dup3, moved[i], c->fds[i].target, 0, 0, 0);
-        if (r < 0) fail(report_fd, CSPAWN_STEP_DUP2, r);
+        if (r < 0) fail(report, CSPAWN_STEP_DUP2, r);
     }
 
     // 7b. RLIMIT_NOFILE.
@@ -240,32 +236,32 @@ CHILD_CODE int _cspawn_child(void *argument) {
         if (c->rlimits[i].resource != RLIMIT_NOFILE) continue;
         struct rlimit64 value = {.rlim_cur = c->rlimits[i].soft, .rlim_max = c->rlimits[i].hard};
         r = sys(SYS_prlimit64, 0, RLIMIT_NOFILE, (long)&value, 0, 0);
-        if (r < 0) fail(report_fd, CSPAWN_STEP_SETRLIMIT, r);
+        if (r < 0) fail(report, CSPAWN_STEP_SETRLIMIT, r);
     }
 
     // 8. Every other descriptor closes at exec.
-    r = mark_cloexec(c, report_fd);
-    if (r < 0) fail(report_fd, CSPAWN_STEP_CLOSE_FDS, r);
+    r = mark_cloexec(c);
+    if (r < 0) fail(report, CSPAWN_STEP_CLOSE_FDS, r);
 
     // 9. No new privileges.
     if (c->no_new_privs || c->bpf) {
         r = sys(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-        if (r < 0) fail(report_fd, CSPAWN_STEP_NO_NEW_PRIVS, r);
+        if (r < 0) fail(report, CSPAWN_STEP_NO_NEW_PRIVS, r);
     }
 
     // 10. Empty signal mask: the new program starts with nothing blocked.
     uint64_t empty = 0;
     r = sys(SYS_rt_sigprocmask, SIG_SETMASK, (long)&empty, 0, 8, 0);
-    if (r < 0) fail(report_fd, CSPAWN_STEP_SIGMASK, r);
+    if (r < 0) fail(report, CSPAWN_STEP_SIGMASK, r);
 
     // 11. The filter, last: it need not allow any of the calls above.
     if (c->bpf) {
         struct sock_fprog program = {.len = c->bpf_len, .filter = (struct sock_filter *)c->bpf};
         r = sys(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, (long)&program, 0, 0);
-        if (r < 0) fail(report_fd, CSPAWN_STEP_SECCOMP, r);
+        if (r < 0) fail(report, CSPAWN_STEP_SECCOMP, r);
     }
 
-    // 12. Exec. On success the report pipe closes (O_CLOEXEC): the parent reads EOF.
+    // 12. Exec. On success the parent resumes (CLONE_VFORK) and finds no report.
     r = sys(SYS_execve, (long)c->path, (long)c->argv, (long)context->envp, 0, 0);
-    fail(report_fd, CSPAWN_STEP_EXEC, r);
+    fail(report, CSPAWN_STEP_EXEC, r);
 }

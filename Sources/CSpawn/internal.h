@@ -8,18 +8,19 @@
 /// on its stack because it must not allocate.
 #define CSPAWN_MAX_FDS 256
 
-/// What the child reports through the error pipe when a step fails. Written
-/// once, smaller than PIPE_BUF, so the write is atomic.
+/// What the child reports when a step fails: written by the child into the
+/// parent's memory (CLONE_VM) just before it exits; read by the parent once
+/// clone() has returned, which with CLONE_VFORK is after the child exec'd or
+/// exited. Zero (CSPAWN_STEP_NONE) when the child reached its exec.
 typedef struct {
     int32_t step;
     int32_t error;
 } _cspawn_report;
 
-/// The child's whole input: the caller's config and the write end of the
-/// close-on-exec error pipe.
+/// The child's whole input: the caller's config, and where to report a failure.
 typedef struct {
     const cspawn_config *config;
-    int report_fd;
+    _cspawn_report *report;
     char *const *envp;  // the config's, or this process's environ (read just before clone)
 } _cspawn_child_context;
 

@@ -27,7 +27,7 @@ extern "C" {
 typedef enum {
     CSPAWN_STEP_NONE = 0,
     CSPAWN_STEP_CLONE,        // parent: clone() itself failed
-    CSPAWN_STEP_PIPE,         // parent: the error pipe could not be created
+    CSPAWN_STEP_PIPE,         // (unused since the error pipe is gone; kept for numbering)
     CSPAWN_STEP_STACK,        // parent: the child stack could not be mapped
     CSPAWN_STEP_SIGNALS,      // child: resetting signal dispositions
     CSPAWN_STEP_SETSID,       // child: setsid()
@@ -44,7 +44,7 @@ typedef enum {
     CSPAWN_STEP_SIGMASK,      // child: clearing the signal mask
     CSPAWN_STEP_SECCOMP,      // child: seccomp(SECCOMP_SET_MODE_FILTER)
     CSPAWN_STEP_EXEC,         // child: execve()
-    CSPAWN_STEP_REPORT,       // parent: the child's report was malformed
+    CSPAWN_STEP_REPORT,       // (unused since the error pipe is gone; kept for numbering)
 } cspawn_step;
 
 /// Process group placement of the child.
