@@ -58,7 +58,9 @@ public struct Configuration: Sendable {
     /// group (with ``teardown``). On by default; ignored with `.inherit`.
     public var tearDownGroupOnExit: Bool
     /// How long the streams may stay open after the child and its group are gone
-    /// (a process that escaped the group may still hold a pipe). Then they end.
+    /// (a process that escaped the group may still hold a pipe). Then they end at
+    /// their next read that would wait: what is already in the pipe is still
+    /// delivered, however late the consumer reads it.
     public var drainTimeout: Duration
     /// A system-call filter, compiled in the parent (cached) and loaded in the
     /// child last before exec. Implies ``noNewPrivileges``.

@@ -364,6 +364,48 @@ struct StreamingTests {
         #expect(Proc.isAlive(pid))
     }
 
+    /// A producer that keeps the pipe full (1 MiB writes) gets its pipe enlarged:
+    /// chunks larger than the default 64 KiB pipe appear, and every byte arrives.
+    @Test func busyStreamGetsALargerPipe() async throws {
+        var config = Configuration(executable: "/bin/dd", arguments: ["if=/dev/zero", "bs=1M", "count=64"])
+        config.standardError = .null
+        let ((total, largest), report) = try await withDeadline(.seconds(30)) { [config] in
+            try await withChildProcess(config) { child -> (Int, Int) in
+                var total = 0, largest = 0
+                for try await chunk in child.standardOutput {
+                    total += chunk.count
+                    largest = max(largest, chunk.count)
+                }
+                return (total, largest)
+            }
+        }
+        #expect(report.termination == .exited(0))
+        #expect(total == 64 << 20)
+        #expect(largest > 64 * 1024, "no chunk larger than the default pipe: the pipe was not enlarged")
+    }
+
+    /// A consumer that first reads after the drain deadline still gets what the
+    /// child wrote before it exited (the escaped grandchild keeps the pipe open,
+    /// so there is no end of file): the deadline ends the waiting, not the data.
+    /// The sleep is the subject here: the consumer must come after the deadline.
+    @Test func lateConsumerAfterTheDrainDeadlineGetsTheOutput() async throws {
+        let marker = "asyncspawn-late-\(UUID().uuidString)"
+        defer { Proc.killAll(withArgument: marker) }
+        var config = Probe.config("escape", "30", marker)
+        config.drainTimeout = .milliseconds(50)
+        let (grandchild, _) = try await withDeadline(.seconds(8), "reading after the drain deadline") { [config] in
+            try await withChildProcess(config) { child -> Int32? in
+                #expect(try await child.wait() == .exited(0))
+                try await Task.sleep(for: .milliseconds(400))
+                var out: [UInt8] = []
+                for try await chunk in child.standardOutput { out += chunk }
+                return Report(String(decoding: out, as: UTF8.self)).int("grandchild")
+            }
+        }
+        let pid = try #require(grandchild, "the output written before the exit was lost")
+        #expect(Proc.isAlive(pid))
+    }
+
     /// When the child exits, what it left running in its group is torn down
     /// before run returns.
     @Test func leftoversInTheGroupAreTornDown() async throws {
