@@ -167,7 +167,8 @@ final class PipeEnd: Sendable {
     }
 
     deinit {
-        let fd = state.withLock { $0.fd }
+        let (fd, grown) = state.withLock { ($0.fd, $0.grown) }
         if fd >= 0 { Glibc.close(fd) }
+        if grown { Self.grownPipes.withLock { $0 -= 1 } }
     }
 }
