@@ -161,7 +161,14 @@ struct DescriptorTests {
     /// Two mappings that swap numbers (source of one is the target of the other).
     @Test func mappingsThatOverlap() async throws {
         let a = cloexecPipe(), b = cloexecPipe()
-        defer { for fd in a + b { close(fd) } }
+        // a[1] is closed below, before the read: close it here only if that was
+        // not reached. A second close() of the number could close a descriptor
+        // another test (or the library, for a concurrent spawn) has opened since.
+        var aWriteOpen = true
+        defer {
+            for fd in [a[0], b[0], b[1]] { close(fd) }
+            if aWriteOpen { close(a[1]) }
+        }
         // b's write end, at a number the other mapping targets.
         let high = fcntl(b[1], F_DUPFD_CLOEXEC, 40)
         #expect(high >= 40)
@@ -174,6 +181,7 @@ struct DescriptorTests {
         let result = try await run(config)
         #expect(result.termination == .exited(0), "stderr \(result.standardErrorString)")
         close(a[1])
+        aWriteOpen = false
         var buffer = [UInt8](repeating: 0, count: 16)
         #expect(read(a[0], &buffer, 16) == 7)
     }

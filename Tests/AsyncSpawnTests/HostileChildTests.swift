@@ -66,9 +66,12 @@ struct HardeningBaseline {
         #expect(threadsNow <= threads + 4, "\(what): \(threadsNow) threads, \(threads) before",
                 sourceLocation: sourceLocation)
 
-        let rssNow = Proc.statusKiB("VmRSS")
-        #expect(rssNow - rssKiB < rssSlackKiB, "\(what): RSS grew from \(rssKiB) KiB to \(rssNow) KiB",
-                sourceLocation: sourceLocation)
+        // Not under AddressSanitizer, whose quarantine and shadow move RSS by more.
+        if !isAddressSanitized {
+            let rssNow = Proc.statusKiB("VmRSS")
+            #expect(rssNow - rssKiB < rssSlackKiB, "\(what): RSS grew from \(rssKiB) KiB to \(rssNow) KiB",
+                    sourceLocation: sourceLocation)
+        }
     }
 }
 
@@ -140,8 +143,13 @@ enum HardeningProc {
     }
 
     /// Every process of process group `group` (zombies included).
+    ///
+    /// Newest pids first: a bomb's children live for milliseconds, and a pass
+    /// over every process of the machine takes longer than that in a slow build
+    /// (50 ms under AddressSanitizer), so in pid order they were gone by the
+    /// time their turn came (the sampler saw none).
     static func members(ofGroup group: Int32) -> [HardeningProcessStat] {
-        numericEntries("/proc").compactMap { pid in
+        numericEntries("/proc").sorted(by: >).compactMap { pid in
             guard let s = stat(pid), s.group == group else { return nil }
             return s
         }
@@ -440,7 +448,10 @@ struct StressNGTests {
             c.seccomp = .preset(.noNewProcesses)
         }
         expectContained(run, outcomes: [.exited, .timedOut], timeout: .seconds(15))
-        #expect(run.stats.distinct == [run.report.processID], "pids seen in the group: \(run.stats.distinct.sorted())")
+        // A subset: stress-ng, unable to start a worker, may exit (in ~15 ms)
+        // before the sampler's first pass, which then sees nobody at all.
+        #expect(run.stats.distinct.isSubset(of: [run.report.processID]),
+                "pids seen in the group: \(run.stats.distinct.sorted())")
         #expect(run.stats.peakMembers <= 1)
         await baseline.expectBack("fork bomb under seccomp")
     }
@@ -460,8 +471,12 @@ struct StressNGTests {
         #expect(run.stats.peakVirtualKiB > 0, "no member's memory was ever sampled")
         #expect(run.stats.peakVirtualKiB <= limitKiB, "VmPeak \(run.stats.peakVirtualKiB) kB under a \(limitKiB) kB limit")
         #expect(run.stats.distinct.count > 1, "stress-ng started no worker")
-        let bound = max(limitKiB, run.parentRSSAtSpawnKiB) + 16 * 1024
-        #expect(run.report.usage.maxResidentSetKiB <= bound, "max RSS \(run.report.usage.maxResidentSetKiB) KiB")
+        // The bound holds this process's RSS at spawn, which moves too fast under
+        // AddressSanitizer (its quarantine) to be a bound: VmPeak above suffices then.
+        if !isAddressSanitized {
+            let bound = max(limitKiB, run.parentRSSAtSpawnKiB) + 16 * 1024
+            #expect(run.report.usage.maxResidentSetKiB <= bound, "max RSS \(run.report.usage.maxResidentSetKiB) KiB")
+        }
         await baseline.expectBack("vm bomb")
     }
 
@@ -477,8 +492,10 @@ struct StressNGTests {
         expectContained(run, outcomes: [.exited, .timedOut], timeout: .seconds(15))
         #expect(run.stats.peakVirtualKiB > 0, "no member's memory was ever sampled")
         #expect(run.stats.peakVirtualKiB <= limitKiB, "VmPeak \(run.stats.peakVirtualKiB) kB under a \(limitKiB) kB limit")
-        let bound = max(limitKiB, run.parentRSSAtSpawnKiB) + 16 * 1024
-        #expect(run.report.usage.maxResidentSetKiB <= bound, "max RSS \(run.report.usage.maxResidentSetKiB) KiB")
+        if !isAddressSanitized {  // as in vmUnderAddressSpaceLimit
+            let bound = max(limitKiB, run.parentRSSAtSpawnKiB) + 16 * 1024
+            #expect(run.report.usage.maxResidentSetKiB <= bound, "max RSS \(run.report.usage.maxResidentSetKiB) KiB")
+        }
         await baseline.expectBack("malloc bomb")
     }
 
@@ -745,7 +762,9 @@ struct PipeMisbehaviourTests {
         #expect(count == total)
         #expect(stdoutBytes == 0)
         #expect(report.termination == .exited(0))
-        #expect(peakRSS - baseline.rssKiB < 64 * 1024, "RSS peaked at \(peakRSS) KiB (\(baseline.rssKiB) before)")
+        if !isAddressSanitized {  // RSS bounds: see isAddressSanitized
+            #expect(peakRSS - baseline.rssKiB < 64 * 1024, "RSS peaked at \(peakRSS) KiB (\(baseline.rssKiB) before)")
+        }
         await baseline.expectBack("1 GiB on stderr")
     }
 
@@ -795,7 +814,9 @@ struct PipeMisbehaviourTests {
         case .failure(let error):
             #expect((error as? SpawnError)?.code == .lineTooLong, "\(error)")
         }
-        #expect(peakRSS.get() - baseline.rssKiB < 32 * 1024, "RSS went from \(baseline.rssKiB) to \(peakRSS.get()) KiB")
+        if !isAddressSanitized {  // RSS bounds: see isAddressSanitized
+            #expect(peakRSS.get() - baseline.rssKiB < 32 * 1024, "RSS went from \(baseline.rssKiB) to \(peakRSS.get()) KiB")
+        }
         #expect(elapsed < .seconds(10), "\(elapsed)")
         #expect(Proc.isDead(pid.get()))
         await baseline.expectBack("binary through lines")
@@ -853,7 +874,11 @@ struct PipeMisbehaviourTests {
 
 // MARK: - Exec failures not covered by FailureTests
 
-@Suite(Gate.shared)
+/// Exclusive: building an argv of megabytes keeps a thread of the cooperative
+/// pool busy for seconds (3 s for 500,000 arguments in a debug build, 10 s under
+/// AddressSanitizer), and two such tests at once stall every task of the
+/// process, which failed the time bounds of tests running alongside.
+@Suite(Gate.exclusive)
 struct ExecFailureTests {
     /// One 3 MB argument: past MAX_ARG_STRLEN (32 pages) and the argument
     /// space, execve fails with E2BIG.

@@ -6,18 +6,21 @@ import Testing
 
 typealias Limits = [String: (soft: String, hard: String)]
 
+/// `spawn limits` output (or the probe's `rlimit.NAME SOFT HARD` lines, see
+/// CLI.limitsChild) by resource name.
 func parseLimits(_ text: String) -> Limits {
     var out: Limits = [:]
     for line in text.split(separator: "\n") {
         let f = line.split(separator: " ").map(String.init)
-        if f.count == 3 { out[f[0]] = (f[1], f[2]) }
+        let name = f.first.map { $0.hasPrefix("rlimit.") ? String($0.dropFirst(7)) : $0 }
+        if f.count == 3, let name { out[name] = (f[1], f[2]) }
     }
     return out
 }
 
 /// The limits a child of spawn sees with these options.
 func childLimits(_ options: [String], sourceLocation: SourceLocation = #_sourceLocation) -> Limits? {
-    let r = CLI.spawn(options + ["--", CLI.spawnPath, "limits"])
+    let r = CLI.spawn(options + ["--"] + CLI.limitsChild)
     #expect(r.status == 0, "\(options): \(r)", sourceLocation: sourceLocation)
     guard r.status == 0 else { return nil }
     return parseLimits(r.stdoutString)
