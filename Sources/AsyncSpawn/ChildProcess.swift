@@ -42,7 +42,8 @@ public struct ChildProcess: Sendable {
     }
 
     /// Ends the child with the configured ``Teardown`` (first signal to the group,
-    /// grace, SIGKILL) and returns once it has been reaped.
+    /// grace, SIGKILL) and returns once it has been reaped and what it left in its
+    /// group has been torn down.
     public func terminate() async {
         await core.tearDownAndWait(.terminated)
     }

@@ -59,8 +59,8 @@ public struct Configuration: Sendable {
     public var tearDownGroupOnExit: Bool
     /// How long the streams may stay open after the child and its group are gone
     /// (a process that escaped the group may still hold a pipe). Then they end at
-    /// their next read that would wait: what is already in the pipe is still
-    /// delivered, however late the consumer reads it.
+    /// their next read that would wait: what is already in the pipe (up to 1 MiB)
+    /// is still delivered, however late the consumer reads it.
     public var drainTimeout: Duration
     /// A system-call filter, compiled in the parent (cached) and loaded in the
     /// child last before exec. Implies ``noNewPrivileges``.
@@ -109,7 +109,9 @@ public struct Environment: Sendable, Hashable {
     /// Edits: a value sets the variable, nil removes it.
     var edits: [(String, String?)] = []
 
-    /// This process's environment as it is at spawn time.
+    /// This process's environment as it is at spawn time. Unchanged, it is passed
+    /// to the child as `environ` itself, as `posix_spawn` does: like there, a
+    /// `setenv`/`unsetenv` on another thread during a spawn is a data race.
     public static let inherit = Environment(base: .inherit)
     /// No variables at all.
     public static let empty = Environment(base: .custom([:]))

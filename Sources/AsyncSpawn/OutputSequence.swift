@@ -13,8 +13,11 @@ import Musl
 /// from the pipe until the consumer asks for the next chunk, so a slow consumer
 /// lets the pipe fill and the child blocks on its write; memory does not grow.
 /// The sequence ends at end-of-file, when the output limit is passed (the child's
-/// group is then torn down), or at the drain deadline after the child and its
-/// group are gone. The pipe is owned by the ``ChildProcess`` and closed when the
+/// group is then torn down), or after the drain deadline (the child and its
+/// group are gone, a process that escaped the group holds the pipe): at the
+/// first read that would wait, once what was in the pipe, up to 1 MiB, has been
+/// delivered. Chunks are at most 64 KiB, or 1 MiB once a busy pipe has been
+/// enlarged (see the README's notes on streams). The pipe is owned by the ``ChildProcess`` and closed when the
 /// stream ends or the scope of ``withChildProcess(_:isolation:_:)`` does.
 public struct ChildOutput: AsyncSequence, Sendable {
     /// A chunk of bytes, as one `read(2)` returned it.
@@ -122,6 +125,8 @@ public struct ChildOutput: AsyncSequence, Sendable {
             guard !finished, let pipe else { return nil }
             while true {
                 if scratch.count != capacity {
+                    // Not zero-filled (a 1 MiB memset per chunk would cost ~5 % of
+                    // a fast stream): only the bytes read(2) wrote are ever used.
                     scratch = [UInt8](unsafeUninitializedCapacity: capacity) { _, count in count = capacity }
                 }
                 guard let n = scratch.withUnsafeMutableBytes({ pipe.read(into: $0) }) else {

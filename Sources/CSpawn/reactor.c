@@ -17,6 +17,8 @@
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -91,6 +93,12 @@ int cspawn_pipe(int fds[2], int nonblocking_read, int nonblocking_write) {
     if (nonblocking_read) fcntl(fds[0], F_SETFL, O_NONBLOCK);
     if (nonblocking_write) fcntl(fds[1], F_SETFL, O_NONBLOCK);
     return 0;
+}
+
+int cspawn_is_dev_null(int fd) {
+    struct stat st;
+    if (fstat(fd, &st) < 0) return 0;
+    return S_ISCHR(st.st_mode) && major(st.st_rdev) == 1 && minor(st.st_rdev) == 3;
 }
 
 int cspawn_open_null(void) {

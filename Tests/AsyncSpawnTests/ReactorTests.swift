@@ -2,7 +2,12 @@
 // from the reactor thread itself (a teardown's SIGKILL after the grace, the
 // group's poll) firing without any other wake-up of the loop.
 @testable import AsyncSpawn
+import Foundation
 import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite(Gate.exclusive)
 struct ReactorTests {
@@ -41,6 +46,46 @@ struct ReactorTests {
         #expect(fired.get().count == live.count)
         #expect(queue.nextDeadline == nil)
         #expect(queue.isEmpty)
+    }
+
+    /// Most timers cancelled (long timeouts of runs that ended early): the heap is
+    /// rebuilt from the live ones, which still come out in order.
+    @Test func timerQueueCompactsCancelledEntries() {
+        var queue = TimerQueue()
+        let base = ContinuousClock.now
+        let fired = Box<[Int]>([])
+        for i in 0..<1000 {
+            let ms = (i * 7919) % 1000  // a permutation of 0..<1000
+            queue.insert(id: UInt64(i + 1), deadline: base + .milliseconds(ms)) { fired.update { $0.append(ms) } }
+        }
+        for i in 0..<1000 where i % 10 != 0 { queue.cancel(UInt64(i + 1)) }
+        var due: [@Sendable () -> Void] = []
+        queue.popDue(now: base + .seconds(2), into: &due)
+        for body in due { body() }
+        let expected = (0..<1000).filter { $0 % 10 == 0 }.map { ($0 * 7919) % 1000 }.sorted()
+        #expect(fired.get() == expected)
+        #expect(queue.isEmpty)
+    }
+
+    /// Some code closes the shared `/dev/null` descriptor by mistake and its
+    /// number is reused for a file: children with `.null` stdio must still get
+    /// the null device, never that file.
+    @Test func strayCloseOfTheSharedNullDescriptor() async throws {
+        let reactor = try Reactor.start()
+        let null = try reactor.devNull()
+        let dir = TempDir()
+        let path = dir.file("secret")
+        #expect(FileManager.default.createFile(atPath: path, contents: Data("secret\n".utf8)))
+        close(null)
+        let file = open(path, O_RDONLY | O_CLOEXEC)
+        defer { close(file) }
+        #expect(file == null, "the number was not reused (test precondition)")
+        var config = Configuration(executable: "/bin/cat")
+        config.standardInput = .null
+        let result = try await run(config)
+        #expect(result.termination == .exited(0))
+        #expect(result.standardOutputString == "", "the child read the file that took the null descriptor's number")
+        #expect(try reactor.devNull() != file)
     }
 
     /// A timer whose body schedules another (as a teardown does for its SIGKILL)

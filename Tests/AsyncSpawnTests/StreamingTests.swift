@@ -376,6 +376,9 @@ struct StreamingTests {
                     total += chunk.count
                     largest = max(largest, chunk.count)
                 }
+                // dd closes stdout before it exits (it prints its statistics
+                // after): wait for it, or the scope's end tears it down.
+                _ = try await child.wait()
                 return (total, largest)
             }
         }

@@ -136,7 +136,11 @@ enum Launcher {
             for fd in toClose { Glibc.close(fd) }
             for fd in parentEnds { Glibc.close(fd) }
         }
-        func null() -> Int32 { reactor.nullFD }
+        var nullFD: Int32 = -1
+        func null() throws(SpawnError) -> Int32 {
+            if nullFD < 0 { nullFD = try reactor.devNull() }
+            return nullFD
+        }
         func makePipe(parentReads: Bool) throws(SpawnError) -> (parent: Int32, child: Int32) {
             var fds: [Int32] = [-1, -1]
             let r = fds.withUnsafeMutableBufferPointer { cspawn_pipe($0.baseAddress, parentReads ? 1 : 0, parentReads ? 0 : 1) }
@@ -156,7 +160,7 @@ enum Launcher {
                 let p = try makePipe(parentReads: false)
                 stdinEnd = p.parent
                 plan.append((p.child, 0))
-            case .null: plan.append((null(), 0))
+            case .null: plan.append((try null(), 0))
             case .inherit: plan.append((0, 0))
             case .fileDescriptor(let fd): plan.append((fd, 0))
             }
@@ -166,7 +170,7 @@ enum Launcher {
                     let p = try makePipe(parentReads: true)
                     if target == 1 { stdoutEnd = p.parent } else { stderrEnd = p.parent }
                     plan.append((p.child, target))
-                case .null: plan.append((null(), target))
+                case .null: plan.append((try null(), target))
                 case .inherit: plan.append((target, target))
                 case .fileDescriptor(let fd): plan.append((fd, target))
                 }
@@ -210,8 +214,14 @@ enum Launcher {
         // next waits.
         let job: @Sendable () -> Void = {
             var result = cspawn_result()
-            withExtendedLifetime(prepared) {
-                _ = withUnsafePointer(to: &prepared.config) { cspawn_spawn($0, &result) }
+            // ETXTBSY from execve is, almost always, another spawn's child (of any
+            // thread, any library) holding a write descriptor of a freshly written
+            // executable until its own exec closes it: gone by the next try.
+            for _ in 0..<5 {
+                withExtendedLifetime(prepared) {
+                    _ = withUnsafePointer(to: &prepared.config) { cspawn_spawn($0, &result) }
+                }
+                guard result.step == Int32(CSPAWN_STEP_EXEC.rawValue) && result.error == ETXTBSY else { break }
             }
             for fd in childEnds { Glibc.close(fd) }
             guard result.step == Int32(CSPAWN_STEP_NONE.rawValue) else {

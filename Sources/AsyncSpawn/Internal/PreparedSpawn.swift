@@ -10,8 +10,9 @@ import Musl
 /// path, argv, envp, limits, the fd plan and the filter, in memory owned by this
 /// object. The child only reads it.
 final class PreparedSpawn: @unchecked Sendable {
-    // @unchecked: immutable after init; used by one thread at a time (built on the
-    // caller's task, read on the reactor thread while the caller awaits).
+    // @unchecked: immutable after init; built on the caller's task, then read only
+    // by the reactor's spawn job (which keeps it alive); the caller does not touch
+    // it after handing the job over.
     var config = cspawn_config()
     private var allocations: [UnsafeMutableRawPointer] = []
 

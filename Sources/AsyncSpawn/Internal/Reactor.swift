@@ -78,8 +78,9 @@ final class Reactor: Sendable {
 
     private let epollFD: Int32
     private let wakeFD: Int32
-    /// `/dev/null`, opened once, for every child's stdio that is `.null`.
-    let nullFD: Int32
+    /// `/dev/null`, opened once, for every child's stdio that is `.null`; see
+    /// ``devNull()``.
+    private let nullFD: Locked<Int32>
     private let state = Locked(State())
 
     private init() throws(SpawnError) {
@@ -99,7 +100,7 @@ final class Reactor: Sendable {
         }
         epollFD = ep
         wakeFD = wake
-        nullFD = null
+        nullFD = Locked(null)
         _ = cspawn_epoll_add_level(epollFD, wakeFD)
         let box = Unmanaged.passRetained(ThreadStart { [self] in self.loop() })
         var thread = pthread_t()
@@ -205,6 +206,21 @@ final class Reactor: Sendable {
     }
 
     // MARK: API
+
+    /// The shared `/dev/null` descriptor, checked (one `fstat`) to still be the
+    /// null device: if some code closed its number by mistake and the number now
+    /// names another file, children must not get that file. Then a new one is
+    /// opened (the old number is not ours to close any more).
+    func devNull() throws(SpawnError) -> Int32 {
+        let result = nullFD.withLock { fd -> Int32 in
+            if cspawn_is_dev_null(fd) != 0 { return fd }
+            let fresh = cspawn_open_null()
+            if fresh >= 0 { fd = fresh }
+            return fresh
+        }
+        if result < 0 { throw SpawnError.system("open /dev/null", -result) }
+        return result
+    }
 
     /// Runs `job` on the reactor thread soon; does not wait for it.
     func submit(_ job: @escaping @Sendable () -> Void) {
@@ -366,7 +382,14 @@ struct TimerQueue {
 
     mutating func cancel(_ id: UInt64) {
         bodies[id] = nil
-        if bodies.isEmpty { heap.removeAll(keepingCapacity: true) }
+        if bodies.isEmpty {
+            heap.removeAll(keepingCapacity: true)
+        } else if heap.count > 64 && heap.count > 2 * bodies.count {
+            // Mostly cancelled entries (long timeouts of runs that ended early):
+            // rebuild from the live ones, so the heap stays O(live timers).
+            heap.removeAll { bodies[$0.id] == nil }
+            for i in stride(from: heap.count / 2 - 1, through: 0, by: -1) { siftDown(i) }
+        }
     }
 
     /// Removes the timers due at `now` and appends their bodies to `due`.
@@ -381,7 +404,11 @@ struct TimerQueue {
         let last = heap.removeLast()
         guard !heap.isEmpty else { return }
         heap[0] = last
-        var i = 0
+        siftDown(0)
+    }
+
+    private mutating func siftDown(_ start: Int) {
+        var i = start
         while true {
             let l = 2 * i + 1, r = l + 1
             var m = i

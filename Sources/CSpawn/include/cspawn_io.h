@@ -23,6 +23,8 @@ void cspawn_eventfd_drain(int fd);
 /// pipe2(O_CLOEXEC), then O_NONBLOCK on the ends asked for.
 int cspawn_pipe(int fds[2], int nonblocking_read, int nonblocking_write);
 int cspawn_open_null(void);
+/// 1 when `fd` is open on the null device (character device 1:3), else 0.
+int cspawn_is_dev_null(int fd);
 long cspawn_read(int fd, void *buffer, long size);
 long cspawn_write(int fd, const void *buffer, long size);
 void cspawn_block_all_signals_in_thread(void);
