@@ -49,14 +49,21 @@ let package = Package(
             path: "Tests/Probe",
             cSettings: [.define("_GNU_SOURCE")]
         ),
+        // What both test targets share (the AddressSanitizer check, /proc reads,
+        // the probe built without instrumentation).
+        .target(
+            name: "TestSupport",
+            path: "Tests/TestSupport",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .testTarget(
             name: "AsyncSpawnTests",
-            dependencies: ["AsyncSpawn", "CSpawn", "spawn-probe"],
+            dependencies: ["AsyncSpawn", "CSpawn", "spawn-probe", "TestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(
             name: "spawnTests",
-            dependencies: ["spawn", "spawn-probe"],
+            dependencies: ["spawn", "spawn-probe", "TestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]

@@ -5,6 +5,7 @@
 import AsyncSpawn
 import Foundation
 import Synchronization
+@_exported import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -18,8 +19,8 @@ import Musl
 enum Probe {
     /// The probe the tests run: the `spawn-probe` next to the test bundle, or,
     /// when this process runs under AddressSanitizer, an uninstrumented build of
-    /// the same source (see ``uninstrumentedBuild()``).
-    static let path: String = isAddressSanitized ? uninstrumentedBuild() : builtProduct
+    /// the same source (``UninstrumentedProbe``).
+    static let path: String = isAddressSanitized ? UninstrumentedProbe.path : builtProduct
 
     /// The `spawn-probe` executable: a sibling of the test bundle. The runner's
     /// /proc/self/exe lives in the build directory (.build*/debug/); walk up from
@@ -36,46 +37,6 @@ enum Probe {
             dir = dir.deletingLastPathComponent()
         }
         fatalError("spawn-probe not found next to \(exe); build with --build-tests")
-    }
-
-    /// Tests/Probe/main.c compiled with gcc (once per test process, into a
-    /// directory of its own removed at exit), for runs under AddressSanitizer:
-    /// a sanitized build of `spawn-probe` (what `--sanitize=address` makes of
-    /// it) cannot reserve its shadow memory under an address-space limit, and
-    /// installs signal handlers of its own, which the probe would then report.
-    /// The probe is the child under test, not the code under test.
-    ///
-    /// Started with posix_spawn and waited for by pid (not Foundation.Process):
-    /// a test may run a thread that reaps foreign children, and an ECHILD here
-    /// only means the compiler has already finished.
-    static func uninstrumentedBuild() -> String {
-        let source = URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Probe/main.c").path
-        var template = Array("/tmp/asyncspawn-probe-gcc-XXXXXX".utf8CString)
-        let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        precondition(p != nil, "mkdtemp failed")
-        let dir = String(cString: p!)
-        chmod(dir, 0o755)  // like the build directory: children that drop their uid can exec it
-        uninstrumentedDirectory = dir
-        atexit {
-            if let dir = uninstrumentedDirectory { try? FileManager.default.removeItem(atPath: dir) }
-        }
-        let output = dir + "/spawn-probe"  // the same name: tests look it up on PATH
-        let argv = ["gcc", "-O1", "-D_GNU_SOURCE", "-o", output, source]
-        var cArgs = argv.map { strdup($0) } + [nil]
-        defer { for a in cArgs { free(a) } }
-        var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, "gcc", nil, nil, &cArgs, environ)
-        precondition(rc == 0, "cannot start gcc to build \(source): \(String(cString: strerror(rc)))")
-        var status: Int32 = 0
-        var r: pid_t
-        repeat { r = waitpid(pid, &status, 0) } while r < 0 && errno == EINTR
-        if r == pid {
-            precondition(status == 0, "gcc failed to build \(source) (wait status \(status))")
-        }
-        precondition(access(output, X_OK) == 0, "gcc did not produce \(output)")
-        return output
     }
 
     /// A configuration running the probe with `arguments`.
@@ -110,18 +71,9 @@ enum Probe {
 /// The directory of ``Probe/worldExecutableCopy``, for the atexit clean-up.
 nonisolated(unsafe) private var worldCopyDirectory: String?
 
-/// The directory of ``Probe/uninstrumentedBuild()``, for the atexit clean-up.
-nonisolated(unsafe) private var uninstrumentedDirectory: String?
 
 // MARK: - AddressSanitizer
 
-/// True when this test process runs under AddressSanitizer (`swift test
-/// --sanitize=address`): the runtime's entry point is then linked in.
-///
-/// Tests that bound this process's resident memory skip those bounds then:
-/// ASan's shadow memory, redzones and quarantine (freed memory is held back,
-/// 256 MiB by default) move RSS by far more than the bounds allow.
-let isAddressSanitized: Bool = dlsym(nil, "__asan_init") != nil
 
 /// LeakSanitizer suppressions built into the test runner, so that `swift test
 /// --sanitize=address` needs no LSAN_OPTIONS. The runtime calls this (a weak
@@ -299,25 +251,7 @@ enum Proc {
         for pid in processes(withArgument: marker) where pid != getpid() { kill(pid, SIGKILL) }
     }
 
-    /// The whole content of a (/proc) file, read until end of file; nil when it
-    /// cannot be opened. Not FileManager.contents(atPath:): FoundationEssentials
-    /// leaks a 4 KiB buffer on every read of an empty file that reports size 0,
-    /// such as a kernel thread's cmdline (LeakSanitizer showed 145 MB of it
-    /// after the reaper race, which scans /proc every 2 ms).
-    static func readFile(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }
-            result += chunk[0..<n]
-        }
-        return result
-    }
+    static func readFile(_ path: String) -> [UInt8]? { ProcFS.readFile(path) }
 
     /// Pids whose command line contains `marker` as a whole argument.
     static func processes(withArgument marker: String) -> [Int32] {

@@ -9,6 +9,7 @@
 // group is killed and the result says so.
 
 import Foundation
+@_exported import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -41,28 +42,7 @@ enum CLI {
     /// binary of the same build) runs under AddressSanitizer, the test probe's
     /// `report` (lines `rlimit.NAME SOFT HARD`) built with gcc: a sanitized
     /// child cannot reserve its shadow memory under --as or --data limits.
-    static let limitsChild: [String] = isAddressSanitized ? [uninstrumentedProbe(), "report"] : [spawnPath, "limits"]
-
-    /// Tests/Probe/main.c compiled with gcc into a directory of its own,
-    /// removed at exit.
-    private static func uninstrumentedProbe() -> String {
-        let source = URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Probe/main.c").path
-        var template = Array("/tmp/spawn-tests-probe-XXXXXX".utf8CString)
-        let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        precondition(p != nil, "mkdtemp failed")
-        let dir = String(cString: p!)
-        uninstrumentedProbeDirectory = dir
-        atexit {
-            if let dir = uninstrumentedProbeDirectory { try? FileManager.default.removeItem(atPath: dir) }
-        }
-        let output = dir + "/spawn-probe"
-        let r = run(executable: "/usr/bin/env", argv: ["env", "gcc", "-O1", "-D_GNU_SOURCE", "-o", output, source],
-                    deadline: 60)
-        precondition(r.status == 0 && access(output, X_OK) == 0, "gcc failed to build \(source): \(r)")
-        return output
-    }
+    static let limitsChild: [String] = isAddressSanitized ? [UninstrumentedProbe.path, "report"] : [spawnPath, "limits"]
 
     /// The real Python interpreter (not a pyenv shim, which is a bash script
     /// that forks: that matters under `--seccomp no-new-processes`).
@@ -431,12 +411,7 @@ final class TempDir {
     deinit { try? FileManager.default.removeItem(atPath: path) }
 }
 
-/// The directory of ``CLI/limitsChild``'s probe, for the atexit clean-up.
-nonisolated(unsafe) private var uninstrumentedProbeDirectory: String?
 
-/// True when this test process runs under AddressSanitizer (`swift test
-/// --sanitize=address`), and with it the spawn binary of the same build.
-let isAddressSanitized: Bool = dlsym(nil, "__asan_init") != nil
 
 enum Proc {
     /// The fields of /proc/PID/stat after the command name: [state, ppid, pgrp, session, ...].
@@ -455,24 +430,7 @@ enum Proc {
         return text.contains(marker)
     }
 
-    /// The whole content of a (/proc) file, nil when it cannot be opened. Not
-    /// Data(contentsOf:): FoundationEssentials leaks a 4 KiB buffer on every
-    /// read of an empty file that reports size 0, such as a kernel thread's
-    /// cmdline (LeakSanitizer showed 2 MB of it after the CLI tests).
-    static func readFile(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }
-            result += chunk[0..<n]
-        }
-        return result
-    }
+    static func readFile(_ path: String) -> [UInt8]? { ProcFS.readFile(path) }
 
     /// Live processes whose command line contains `marker` (a unique per-test string).
     static func pids(withMarker marker: String) -> [pid_t] {

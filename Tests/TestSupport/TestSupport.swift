@@ -1,0 +1,85 @@
+// Helpers shared by both test targets (AsyncSpawnTests and spawnTests): the
+// AddressSanitizer check, /proc reads without Foundation, and the probe child
+// built without instrumentation.
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// True when this test process runs under AddressSanitizer (`swift test
+/// --sanitize=address`): the runtime's entry point is then linked in (and the
+/// library, and the `spawn` binary of the same build, are instrumented too).
+///
+/// Tests that bound this process's resident memory skip those bounds then:
+/// ASan's shadow memory, redzones and quarantine (freed memory is held back,
+/// 256 MiB by default) move RSS by far more than the bounds allow.
+public let isAddressSanitized: Bool = dlsym(nil, "__asan_init") != nil
+
+public enum ProcFS {
+    /// The whole content of a (/proc) file, read until end of file; nil when it
+    /// cannot be opened. Not FileManager.contents(atPath:) or Data(contentsOf:):
+    /// FoundationEssentials leaks a 4 KiB buffer on every read of an empty file
+    /// that reports size 0, such as a kernel thread's cmdline (LeakSanitizer
+    /// showed 145 MB of it after a test that scans /proc every 2 ms).
+    public static func readFile(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            result += chunk[0..<n]
+        }
+        return result
+    }
+}
+
+public enum UninstrumentedProbe {
+    /// Tests/Probe/main.c compiled with gcc (once per test process, into a
+    /// directory of its own removed at exit), for runs under AddressSanitizer:
+    /// a sanitized build of `spawn-probe` (what `--sanitize=address` makes of
+    /// it) cannot reserve its shadow memory under an address-space limit, and
+    /// installs signal handlers of its own, which the probe would then report.
+    /// The probe is the child under test, not the code under test.
+    public static let path: String = build()
+
+    /// Started with posix_spawn and waited for by pid (not Foundation.Process):
+    /// a test may run a thread that reaps foreign children, and an ECHILD here
+    /// only means the compiler has already finished.
+    private static func build() -> String {
+        let source = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Probe/main.c").path
+        var template = Array("/tmp/asyncspawn-probe-gcc-XXXXXX".utf8CString)
+        let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        precondition(p != nil, "mkdtemp failed")
+        let dir = String(cString: p!)
+        chmod(dir, 0o755)  // like the build directory: children that drop their uid can exec it
+        directory = dir
+        atexit {
+            if let dir = UninstrumentedProbe.directory { try? FileManager.default.removeItem(atPath: dir) }
+        }
+        let output = dir + "/spawn-probe"  // the same name: tests look it up on PATH
+        let argv = ["gcc", "-O1", "-D_GNU_SOURCE", "-o", output, source]
+        var cArgs = argv.map { strdup($0) } + [nil]
+        defer { for a in cArgs { free(a) } }
+        var pid: pid_t = 0
+        let rc = posix_spawnp(&pid, "gcc", nil, nil, &cArgs, environ)
+        precondition(rc == 0, "cannot start gcc to build \(source): \(String(cString: strerror(rc)))")
+        var status: Int32 = 0
+        var r: pid_t
+        repeat { r = waitpid(pid, &status, 0) } while r < 0 && errno == EINTR
+        if r == pid {
+            precondition(status == 0, "gcc failed to build \(source) (wait status \(status))")
+        }
+        precondition(access(output, X_OK) == 0, "gcc did not produce \(output)")
+        return output
+    }
+
+    /// The build's directory, for the atexit clean-up.
+    nonisolated(unsafe) private static var directory: String?
+}
