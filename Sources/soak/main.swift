@@ -107,6 +107,21 @@ func count(_ directory: String) -> Int {
     return n
 }
 
+/// This process's descriptors and what they name (for a report of the extra ones).
+func descriptors() -> [String: String] {
+    guard let d = opendir("/proc/self/fd") else { return [:] }
+    defer { closedir(d) }
+    var result: [String: String] = [:]
+    while let e = readdir(d) {
+        let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        if name == "." || name == ".." { continue }
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/fd/\(name)", &buffer, 4095)
+        result[name] = n > 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
+    }
+    return result
+}
+
 func zombieChildren() -> Int {
     let me = getpid()
     guard let d = opendir("/proc") else { return 0 }
@@ -148,9 +163,13 @@ struct Soak {
         let options = Options(Array(CommandLine.arguments.dropFirst()))
         let clock = ContinuousClock()
         let started = clock.now
-        // Warm up: the reactor thread, the seccomp cache, the pool.
+        // Warm up: the reactor thread, the seccomp cache, the pool, and the
+        // concurrency runtime's timer (a timerfd, made at the first Task.sleep,
+        // which some kinds below use).
         for kind in Kind.allCases { _ = await one(kind, 0) }
+        try? await Task.sleep(for: .milliseconds(1))
         let baselineFDs = count("/proc/self/fd")
+        let baselineDescriptors = descriptors()
         let baselineThreads = count("/proc/self/task")
         var warmRSS: Int? = nil
         var failures = 0
@@ -188,7 +207,12 @@ struct Soak {
             let zombies = zombieChildren(), rss = residentKiB()
             if warmRSS == nil { warmRSS = rss }
             var problems: [String] = []
-            if fds != baselineFDs { problems.append("fds \(fds) != baseline \(baselineFDs)") }
+            if fds != baselineFDs {
+                let now = descriptors()
+                let extra = now.filter { baselineDescriptors[$0.key] != $0.value }.map { "\($0.key) -> \($0.value)" }.sorted()
+                let gone = baselineDescriptors.filter { now[$0.key] != $0.value }.map { "\($0.key) -> \($0.value)" }.sorted()
+                problems.append("fds \(fds) != baseline \(baselineFDs) (new: \(extra), gone: \(gone))")
+            }
             if zombies != 0 { problems.append("\(zombies) zombie children") }
             if peakThreads > baselineThreads + 16 { problems.append("peak threads \(peakThreads)") }
             failures += problems.count
