@@ -67,7 +67,7 @@ struct HardeningBaseline {
                 sourceLocation: sourceLocation)
 
         // Not under AddressSanitizer, whose quarantine and shadow move RSS by more.
-        if !isAddressSanitized {
+        if !isSanitized {
             let rssNow = Proc.statusKiB("VmRSS")
             #expect(rssNow - rssKiB < rssSlackKiB, "\(what): RSS grew from \(rssKiB) KiB to \(rssNow) KiB",
                     sourceLocation: sourceLocation)
@@ -473,7 +473,7 @@ struct StressNGTests {
         #expect(run.stats.distinct.count > 1, "stress-ng started no worker")
         // The bound holds this process's RSS at spawn, which moves too fast under
         // AddressSanitizer (its quarantine) to be a bound: VmPeak above suffices then.
-        if !isAddressSanitized {
+        if !isSanitized {
             let bound = max(limitKiB, run.parentRSSAtSpawnKiB) + 16 * 1024
             #expect(run.report.usage.maxResidentSetKiB <= bound, "max RSS \(run.report.usage.maxResidentSetKiB) KiB")
         }
@@ -492,7 +492,7 @@ struct StressNGTests {
         expectContained(run, outcomes: [.exited, .timedOut], timeout: .seconds(15))
         #expect(run.stats.peakVirtualKiB > 0, "no member's memory was ever sampled")
         #expect(run.stats.peakVirtualKiB <= limitKiB, "VmPeak \(run.stats.peakVirtualKiB) kB under a \(limitKiB) kB limit")
-        if !isAddressSanitized {  // as in vmUnderAddressSpaceLimit
+        if !isSanitized {  // as in vmUnderAddressSpaceLimit
             let bound = max(limitKiB, run.parentRSSAtSpawnKiB) + 16 * 1024
             #expect(run.report.usage.maxResidentSetKiB <= bound, "max RSS \(run.report.usage.maxResidentSetKiB) KiB")
         }
@@ -762,7 +762,7 @@ struct PipeMisbehaviourTests {
         #expect(count == total)
         #expect(stdoutBytes == 0)
         #expect(report.termination == .exited(0))
-        if !isAddressSanitized {  // RSS bounds: see isAddressSanitized
+        if !isSanitized {  // RSS bounds: see isSanitized
             #expect(peakRSS - baseline.rssKiB < 64 * 1024, "RSS peaked at \(peakRSS) KiB (\(baseline.rssKiB) before)")
         }
         await baseline.expectBack("1 GiB on stderr")
@@ -814,7 +814,7 @@ struct PipeMisbehaviourTests {
         case .failure(let error):
             #expect((error as? SpawnError)?.code == .lineTooLong, "\(error)")
         }
-        if !isAddressSanitized {  // RSS bounds: see isAddressSanitized
+        if !isSanitized {  // RSS bounds: see isSanitized
             #expect(peakRSS.get() - baseline.rssKiB < 32 * 1024, "RSS went from \(baseline.rssKiB) to \(peakRSS.get()) KiB")
         }
         #expect(elapsed < .seconds(10), "\(elapsed)")

@@ -64,7 +64,7 @@ struct RobustnessTests {
         }
         let growthKiB = stats.peakRSS - rssBefore
         #expect(stats.consumed > 0)
-        if !isAddressSanitized {  // RSS bounds: see isAddressSanitized
+        if !isSanitized {  // RSS bounds: see isSanitized
             #expect(growthKiB < 64 * 1024, "RSS grew by \(growthKiB) KiB")
         }
         let written = try #require(stats.written, "cannot read /proc/PID/io")

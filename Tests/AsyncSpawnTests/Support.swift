@@ -18,9 +18,9 @@ import Musl
 
 enum Probe {
     /// The probe the tests run: the `spawn-probe` next to the test bundle, or,
-    /// when this process runs under AddressSanitizer, an uninstrumented build of
+    /// when this process runs under a sanitizer, an uninstrumented build of
     /// the same source (``UninstrumentedProbe``).
-    static let path: String = isAddressSanitized ? UninstrumentedProbe.path : builtProduct
+    static let path: String = isSanitized ? UninstrumentedProbe.path : builtProduct
 
     /// The `spawn-probe` executable: a sibling of the test bundle. The runner's
     /// /proc/self/exe lives in the build directory (.build*/debug/); walk up from

@@ -16,6 +16,14 @@ import Glibc
 /// 256 MiB by default) move RSS by far more than the bounds allow.
 public let isAddressSanitized: Bool = dlsym(nil, "__asan_init") != nil
 
+/// True under AddressSanitizer or ThreadSanitizer (`--sanitize=thread`): the
+/// test runner and the products of the build are instrumented. Both runtimes
+/// reserve terabytes of shadow address space (a child under an address-space
+/// limit cannot start) and install signal handlers of their own, so the probe
+/// child is then built without instrumentation (``UninstrumentedProbe``); and
+/// both move RSS far past the tests' bounds, which are then skipped.
+public let isSanitized: Bool = isAddressSanitized || dlsym(nil, "__tsan_init") != nil
+
 public enum ProcFS {
     /// The whole content of a (/proc) file, read until end of file; nil when it
     /// cannot be opened. Not FileManager.contents(atPath:) or Data(contentsOf:):
@@ -40,9 +48,9 @@ public enum ProcFS {
 
 public enum UninstrumentedProbe {
     /// Tests/Probe/main.c compiled with gcc (once per test process, into a
-    /// directory of its own removed at exit), for runs under AddressSanitizer:
-    /// a sanitized build of `spawn-probe` (what `--sanitize=address` makes of
-    /// it) cannot reserve its shadow memory under an address-space limit, and
+    /// directory of its own removed at exit), for runs under a sanitizer: a
+    /// sanitized build of `spawn-probe` (what `--sanitize=address` or `=thread`
+    /// makes of it) cannot reserve its shadow memory under an address-space limit, and
     /// installs signal handlers of its own, which the probe would then report.
     /// The probe is the child under test, not the code under test.
     public static let path: String = build()

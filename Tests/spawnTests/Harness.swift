@@ -42,7 +42,7 @@ enum CLI {
     /// binary of the same build) runs under AddressSanitizer, the test probe's
     /// `report` (lines `rlimit.NAME SOFT HARD`) built with gcc: a sanitized
     /// child cannot reserve its shadow memory under --as or --data limits.
-    static let limitsChild: [String] = isAddressSanitized ? [UninstrumentedProbe.path, "report"] : [spawnPath, "limits"]
+    static let limitsChild: [String] = isSanitized ? [UninstrumentedProbe.path, "report"] : [spawnPath, "limits"]
 
     /// The real Python interpreter (not a pyenv shim, which is a bash script
     /// that forks: that matters under `--seccomp no-new-processes`).
