@@ -2,7 +2,8 @@
 # The test suite under AddressSanitizer and LeakSanitizer (issue 5):
 #   1. the address-sanitized build, in a scratch path of its own (.build-asan);
 #   2. the library tests;
-#   3. the CLI tests, in a separate `swift test` process (as in scripts/test.sh).
+#   3. the CLI tests; both split into processes as in scripts/test.sh
+#      (scripts/suites.sh).
 # The test runner, the library and the `spawn` binary the CLI tests run are
 # instrumented. The children the tests inspect are not: under ASan the tests
 # build Tests/Probe/main.c with gcc (isAddressSanitized in
@@ -30,6 +31,10 @@ bash scripts/setup.sh
 # ends the process with its report).
 export ASAN_OPTIONS=detect_leaks=1
 
+source scripts/suites.sh
+SUITE_LOG=$(mktemp)
+trap 'cat "$SUITE_LOG"; rm -f "$SUITE_LOG"' EXIT
+
 step() { printf '\n==> %s\n' "$*"; }
 timed() {
     local start=$SECONDS
@@ -37,11 +42,13 @@ timed() {
     printf '(%d s)\n' $((SECONDS - start))
 }
 
+options=(--sanitize=address --scratch-path .build-asan)
+
 step "build (address sanitizer)"
-timed swift build --build-tests --sanitize=address --scratch-path .build-asan
+timed swift build --build-tests "${options[@]}"
 
 step "library tests (address sanitizer)"
-timed swift test --skip-build --sanitize=address --scratch-path .build-asan --filter AsyncSpawnTests
+timed run_suites asan AsyncSpawnTests all "${options[@]}"
 
 step "CLI tests (address sanitizer)"
-timed swift test --skip-build --sanitize=address --scratch-path .build-asan --filter spawnTests
+timed run_suites asan-cli spawnTests all "${options[@]}"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, then runs the whole test suite:
-#   1. the library tests and 2. the CLI tests (two processes: the CLI tests block
-#      threads while the spawn binary runs, and must not starve the cooperative
-#      pool the library tests time things on);
+#   1. the library tests and 2. the CLI tests (separate processes: the CLI tests
+#      block threads while the spawn binary runs; and the suites that time things
+#      or load the machine each run in a process of their own, scripts/suites.sh);
 #   3. a short soak (5,000 spawns of every kind, 256 at a time, with leak checks);
 #   4. the concurrency tests again under the thread sanitizer, and the stream,
 #      race and failure tests under the address sanitizer (scripts/asan.sh runs
@@ -11,41 +11,64 @@
 #   6. AsyncSpawn next to swift-subprocess and Foundation's Process in one test
 #      process (Integration/SubprocessInterop, a package of its own);
 #   7. the example server's tests, when Examples/CodeRunner exists.
+# Each stage's duration is printed as it ends, and all of them at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+source scripts/suites.sh
 
-step() { printf '\n==> %s\n' "$*"; }
+SUITE_LOG=$(mktemp)
+STAGE_LOG=$(mktemp)
+trap 'rm -f "$SUITE_LOG" "$STAGE_LOG"' EXIT
+run_start=$SECONDS
 
-step "build"
-swift build --build-tests
+summary() {
+    local status=$?
+    printf '\n==> summary (%s after %d s)\n' "$([ "$status" -eq 0 ] && echo green || echo RED)" $((SECONDS - run_start))
+    cat "$STAGE_LOG" "$SUITE_LOG"
+    rm -f "$SUITE_LOG" "$STAGE_LOG"
+}
+trap summary EXIT
 
-step "library tests"
-swift test --skip-build --filter AsyncSpawnTests
+# stage NAME COMMAND...: runs COMMAND, then prints and records how long it took.
+stage() {
+    local name=$1
+    shift
+    printf '\n==> %s\n' "$name"
+    local start=$SECONDS
+    "$@"
+    printf '==> %s: %d s\n' "$name" $((SECONDS - start)) | tee -a "$STAGE_LOG"
+}
 
-step "CLI tests"
-swift test --skip-build --filter spawnTests
+stage "setup" bash scripts/setup.sh
 
-step "soak (short form)"
-.build/debug/soak --spawns 5000 --concurrency 256 --check-every 1000
+stage "build" swift build --build-tests
 
-step "thread sanitizer"
-swift build --build-tests --sanitize=thread --scratch-path .build-tsan
-swift test --skip-build --sanitize=thread --scratch-path .build-tsan \
-    --filter "ReadmeExamplesTests|RaceTests|SeccompTests"
+stage "library tests" run_suites library AsyncSpawnTests all
 
-step "address sanitizer (the stream, race and failure tests; scripts/asan.sh runs them all)"
-swift build --build-tests --sanitize=address --scratch-path .build-asan
-ASAN_OPTIONS=detect_leaks=1 swift test --skip-build --sanitize=address --scratch-path .build-asan \
-    --filter "ReadmeExamplesTests|RaceTests|StreamingTests|FailureTests|ReactorTests"
+stage "CLI tests" run_suites CLI spawnTests all
 
-step "documentation (DocC, warnings are errors)"
-swift package generate-documentation --target AsyncSpawn --warnings-as-errors
+stage "soak (short form)" .build/debug/soak --spawns 5000 --concurrency 256 --check-every 1000
 
-step "swift-subprocess and AsyncSpawn in one process"
-bash Integration/SubprocessInterop/test.sh
+tsan_options=(--sanitize=thread --scratch-path .build-tsan)
+stage "thread sanitizer: build" swift build --build-tests "${tsan_options[@]}"
+stage "thread sanitizer: library tests" \
+    run_suites tsan AsyncSpawnTests 'ReadmeExamplesTests|RaceTests|SeccompTests' "${tsan_options[@]}"
+stage "thread sanitizer: CLI tests" run_suites tsan-cli spawnTests 'SeccompTests' "${tsan_options[@]}"
+
+# The stream, race and failure paths (scripts/asan.sh runs every test under it).
+export ASAN_OPTIONS=detect_leaks=1
+asan_options=(--sanitize=address --scratch-path .build-asan)
+stage "address sanitizer: build" swift build --build-tests "${asan_options[@]}"
+stage "address sanitizer: tests" run_suites asan AsyncSpawnTests \
+    'ReadmeExamplesTests|RaceTests|StreamingTests|StepFailureTests|InvalidConfigurationTests|ReactorTests' \
+    "${asan_options[@]}"
+unset ASAN_OPTIONS
+
+stage "documentation (DocC, warnings are errors)" \
+    swift package generate-documentation --target AsyncSpawn --warnings-as-errors
+
+stage "swift-subprocess and AsyncSpawn in one process" bash Integration/SubprocessInterop/test.sh
 
 if [ -f Examples/CodeRunner/test.sh ]; then
-    step "example server"
-    bash Examples/CodeRunner/test.sh
+    stage "example server" bash Examples/CodeRunner/test.sh
 fi

@@ -253,18 +253,21 @@ struct CredentialTests {
         #expect(report["pdeathsig"] == "\(SIGKILL)")
     }
 
-    /// Under uid 65534 (root is exempt), RLIMIT_NPROC stops forks.
+    /// Under a non-root uid (root is exempt), RLIMIT_NPROC stops forks. The uid
+    /// is one no other process uses: RLIMIT_NPROC counts every process of the
+    /// uid, machine-wide, so with a shared uid the count is not the test's own.
     @Test func processLimitUnderUnprivilegedUser() async throws {
+        let uid = try UnusedUser.next()
         var config = Configuration(executable: Probe.worldExecutableCopy, arguments: ["fork-n", "10"])
-        config.credentials = Credentials(userID: 65534, groupID: 65534)
+        config.credentials = Credentials(userID: uid, groupID: uid)
         config.limits.processes = .count(3)
-        config.timeout = .seconds(30)
+        config.timeout = TestTime.hang
         let limited = try await run(config)
         #expect(limited.termination == .exited(0), "stderr: \(limited.standardErrorString)")
         let report = Report(limited.standardOutputString)
         let forked = try #require(report.int("forked"), "output: \(limited.standardOutputString)")
-        // The probe itself counts: with 3 allowed, 2 forks. (This suite is
-        // serialized, so no other child of ours runs as 65534 meanwhile.)
+        // The probe itself counts: with 3 allowed, 2 forks. (No other process
+        // has this uid: UnusedUser checked /proc.)
         #expect(forked == 2)
         #expect(report.int("errno") == EAGAIN)
 

@@ -295,8 +295,13 @@ enum StressNG {
     static let shouldRun = path != nil || ProcessInfo.processInfo.environment["CI"] != nil
 }
 
-/// The uid/gid the fork and zombie bombs run as: RLIMIT_NPROC is not enforced for root.
-private let nobody = Credentials(userID: 65534, groupID: 65534)
+/// The uid/gid a fork or zombie bomb runs as: RLIMIT_NPROC is not enforced for
+/// root, and it counts every process of the uid machine-wide, so each bomb gets a
+/// uid that no other process uses.
+private func unusedCredentials() throws -> Credentials {
+    let id = try UnusedUser.next()
+    return Credentials(userID: id, groupID: id)
+}
 
 /// What one stress-ng run left: the report, its streams, what the sampler saw,
 /// the wall time of the whole call, and the group's leftovers.
@@ -424,13 +429,14 @@ private func expectContained(_ run: StressRun, outcomes allowed: Set<Outcome>, t
 
 @Suite(Gate.exclusive, .serialized, .enabled(if: StressNG.shouldRun, "stress-ng is not installed (scripts/setup.sh installs it)"))
 struct StressNGTests {
-    /// A fork bomb as uid 65534 under RLIMIT_NPROC 16: the group never holds
+    /// A fork bomb as an unused uid under RLIMIT_NPROC 16: the group never holds
     /// more than 16 processes, and it did fork (more than one pid was seen).
     @Test func forkBombUnderProcessLimit() async throws {
         let baseline = try await HardeningBaseline.take()
         let scratch = TempDir(mode: 0o777)
+        let credentials = try unusedCredentials()
         let run = try await stress(["--fork", "2", "--fork-max", "50", "--timeout", "3s"], in: scratch) { c in
-            c.credentials = nobody
+            c.credentials = credentials
             c.limits.processes = .count(16)
         }
         expectContained(run, outcomes: [.exited, .timedOut], timeout: .seconds(15))
@@ -565,13 +571,14 @@ struct StressNGTests {
         await baseline.expectBack("hdd")
     }
 
-    /// --zombie as uid 65534 under RLIMIT_NPROC 32: zombies count as processes,
+    /// --zombie as an unused uid under RLIMIT_NPROC 32: zombies count as processes,
     /// so the group never holds more than 32; it made zombies; none is left.
     @Test func zombiesUnderProcessLimit() async throws {
         let baseline = try await HardeningBaseline.take()
         let scratch = TempDir(mode: 0o777)
+        let credentials = try unusedCredentials()
         let run = try await stress(["--zombie", "2", "--zombie-max", "1000", "--timeout", "3s"], in: scratch) { c in
-            c.credentials = nobody
+            c.credentials = credentials
             c.limits.processes = .count(32)
         }
         expectContained(run, outcomes: [.exited, .timedOut], timeout: .seconds(15))
