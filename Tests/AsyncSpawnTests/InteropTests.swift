@@ -31,7 +31,7 @@ struct InteropTests {
             foundationDone.signal()
         }.start()
 
-        let results = try await withDeadline(.seconds(120), "AsyncSpawn runs beside Foundation.Process") {
+        let results = try await withDeadline(TestTime.hang(forOperations: 200), "AsyncSpawn runs beside Foundation.Process") {
             try await withThrowingTaskGroup(of: RunResult.self) { group -> [RunResult] in
                 var results: [RunResult] = []
                 for i in 0..<200 {
@@ -48,7 +48,7 @@ struct InteropTests {
 
         // Foundation's runs end as well (bounded wait).
         let finished = await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
-            Thread { c.resume(returning: foundationDone.wait(timeout: .now() + 120) == .success) }.start()
+            Thread { c.resume(returning: foundationDone.wait(timeout: .now() + TestTime.hang(forOperations: 40).inSeconds) == .success) }.start()
         }
         #expect(finished)
         #expect(foundationResults.get().count == 40)

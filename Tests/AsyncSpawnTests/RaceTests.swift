@@ -34,9 +34,10 @@ private final class Tally: Sendable {
 }
 
 /// Runs `iterations` calls of `body` (given the iteration number),
-/// `concurrency` at a time; each batch must finish within `batchDeadline`.
+/// `concurrency` at a time; each batch must finish within `batchDeadline` (a
+/// hang detector).
 private func repeatRace(
-    _ what: String, iterations: Int, concurrency: Int, batchDeadline: Duration = .seconds(30),
+    _ what: String, iterations: Int, concurrency: Int, batchDeadline: Duration = TestTime.hang,
     _ body: @escaping @Sendable (Int) async throws -> Void
 ) async throws {
     var start = 0
@@ -264,7 +265,7 @@ struct RaceTests {
                 return -1
             }
         }
-        let sleeper = Probe.config("sleep", "30")
+        let sleeper = Probe.config("sleep", TestTime.childSleep)  // ended by the signals
         try await repeatRace("send twice", iterations: 1000, concurrency: 4) { _ in
             do {
                 let ((a, b, termination), report) = try await withChildProcess(sleeper) { child -> (Int32, Int32, Termination) in
@@ -333,7 +334,7 @@ struct RaceTests {
     @Test func cancellingABlockedStdinWriter() async throws {
         let baseline = try await HardeningBaseline.take()
         let tally = Tally()
-        var config = Probe.config("sleep", "30")
+        var config = Probe.config("sleep", TestTime.childSleep)  // ended by the cancellation
         config.standardInput = .pipe
         try await repeatRace("cancel a blocked writer", iterations: 1000, concurrency: 4) { [config] i in
             let pid = Box<Int32>(0)

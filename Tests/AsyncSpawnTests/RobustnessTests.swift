@@ -46,7 +46,7 @@ struct RobustnessTests {
     @Test func backpressure() async throws {
         let config = Probe.config("write", "1073741824")
         let rssBefore = Proc.statusKiB("VmRSS")
-        let (stats, report) = try await withDeadline(.seconds(60), "the backpressure run") { [config] in
+        let (stats, report) = try await withDeadline(TestTime.hang, "the backpressure run") { [config] in
             try await withChildProcess(config) { child -> (consumed: Int, peakRSS: Int, written: Int?) in
                 var iterator = child.standardOutput.makeAsyncIterator()
                 var consumed = 0
@@ -54,6 +54,7 @@ struct RobustnessTests {
                 for _ in 0..<40 {
                     guard let chunk = try await iterator.next() else { break }
                     consumed += chunk.count
+                    // The slow consumer is the subject: a deliberate delay per chunk.
                     try await Task.sleep(for: .milliseconds(25))
                     peakRSS = max(peakRSS, Proc.statusKiB("VmRSS"))
                 }
@@ -81,7 +82,7 @@ struct RobustnessTests {
         count: Int, register: @escaping @Sendable (Int32) -> Void
     ) async throws -> [(Int32, Result<Termination, SpawnError>)] {
         let config = Probe.config("sleep", "0.2")
-        return try await withDeadline(.seconds(60), "runs racing a foreign reaper") {
+        return try await withDeadline(TestTime.hang(forOperations: count), "runs racing a foreign reaper") {
             try await withThrowingTaskGroup(of: (Int32, Result<Termination, SpawnError>).self) { group in
                 for _ in 0..<count {
                     group.addTask {
@@ -215,7 +216,7 @@ struct RobustnessTests {
         var lost = 0, ok = 0
         for _ in 0..<10 {
             do {
-                let r = try await withDeadline(.seconds(20), "run racing a reaper") { [config] in try await run(config) }
+                let r = try await withDeadline(TestTime.hang, "run racing a reaper") { [config] in try await run(config) }
                 #expect(r.termination == .exited(0))
                 ok += 1
             } catch let error as SpawnError {
@@ -236,7 +237,7 @@ struct RobustnessTests {
         let callerThread = Box<Int32>(0)
         let holder = Task {
             try await withTaskExecutorPreference(executor) {
-                try await withChildProcess(Probe.config("sleep", "30")) { child -> Bool in
+                try await withChildProcess(Probe.config("sleep", TestTime.childSleep)) { child -> Bool in
                     pid.set(child.processID)
                     callerThread.set(Proc.currentThreadID())
                     spawned.fire()
@@ -247,21 +248,22 @@ struct RobustnessTests {
                 }
             }
         }
-        try await withDeadline(.seconds(10), "the spawn") { await spawned.wait() }
+        try await withDeadline(TestTime.hang, "the spawn") { await spawned.wait() }
         let tid = callerThread.get()
         #expect(tid == executor.threadID || executor.threadID == 0)
         await executor.retireThread()
         // Wait (bounded) for the kernel to retire the calling thread.
-        let deadline = ContinuousClock.now + .seconds(5)
+        let deadline = ContinuousClock.now + TestTime.hang
         while Proc.threadIDs().contains(tid) && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(5))
         }
         try #require(!Proc.threadIDs().contains(tid), "the calling thread did not exit")
-        // PDEATHSIG would be delivered at once; give it a little time anyway.
+        // PDEATHSIG would be delivered at once; give it a little time anyway (a
+        // deliberate delay: what is awaited is the absence of a death).
         try await Task.sleep(for: .milliseconds(200))
         #expect(Proc.isAlive(pid.get()), "the child died with the thread that called the library")
         release.fire()
-        let (aliveAtEnd, report) = try await withDeadline(.seconds(20)) { try await holder.value }
+        let (aliveAtEnd, report) = try await withDeadline(TestTime.hang) { try await holder.value }
         #expect(aliveAtEnd)
         #expect(report.termination == .signaled(.terminate), "ended by \(report.termination)")
     }
@@ -279,7 +281,7 @@ struct RobustnessTests {
                 for _ in 0..<count {
                     group.addTask {
                         spawnThreads.update { _ = $0.insert(Proc.currentThreadID()) }
-                        let (alive, report) = try await withChildProcess(Probe.config("sleep", "30")) { child -> Bool in
+                        let (alive, report) = try await withChildProcess(Probe.config("sleep", TestTime.childSleep)) { child -> Bool in
                             pids.update { $0.append(child.processID) }
                             if spawned.update({ $0 += 1; return $0 }) == count { allSpawned.fire() }
                             await release.wait()
@@ -295,8 +297,11 @@ struct RobustnessTests {
                 return results
             }
         }
-        try await withDeadline(.seconds(20), "the spawns") { await allSpawned.wait() }
+        try await withDeadline(TestTime.hang, "the spawns") { await allSpawned.wait() }
         // Idle: nothing runs in this process for 11 s (this task only sleeps).
+        // The delay is the subject, not a bound: the pool's threads retire ~5 s
+        // after they idle, and the children must outlive that (they live for
+        // TestTime.childLifetime; the end of the test terminates them).
         try await Task.sleep(for: .seconds(11))
         let retired = spawnThreads.get().subtracting(Proc.threadIDs())
         if retired.isEmpty {
@@ -306,7 +311,7 @@ struct RobustnessTests {
             #expect(Proc.isAlive(pid), "child \(pid) died while idle (state \(String(describing: Proc.state(pid))))")
         }
         release.fire()
-        let results = try await withDeadline(.seconds(30)) { try await holder.value }
+        let results = try await withDeadline(TestTime.hang) { try await holder.value }
         #expect(results.count == count)
         for (alive, report) in results {
             #expect(alive)
@@ -321,7 +326,7 @@ struct RobustnessTests {
         let sampler = ThreadCountSampler()
         let live = Box(0), peakLive = Box(0)
         let config = Probe.config("sleep", "2")
-        let terminations = try await withDeadline(.seconds(90), "1,000 concurrent children") {
+        let terminations = try await withDeadline(TestTime.hang(forOperations: 1000), "1,000 concurrent children") {
             try await withThrowingTaskGroup(of: Termination.self) { group in
                 for _ in 0..<1000 {
                     group.addTask {
@@ -355,7 +360,7 @@ struct RobustnessTests {
         let fdsBefore = Proc.openFDs()
         let zombiesBefore = Proc.zombieChildren()
         let started = ContinuousClock.now
-        let pids = try await withDeadline(.seconds(120), "10,000 spawns") {
+        let pids = try await withDeadline(TestTime.hang(forOperations: 10_000), "10,000 spawns") {
             try await withThrowingTaskGroup(of: (Int32, Termination).self) { group in
                 var pids: [Int32] = []
                 pids.reserveCapacity(10_000)

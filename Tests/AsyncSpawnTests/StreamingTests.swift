@@ -14,10 +14,14 @@ struct StreamingTests {
     /// 50 MB through `cat` with the writer and the reader running at once: no
     /// deadlock (each side alone would fill its pipe), every byte arrives in order.
     @Test func fiftyMegabytesThroughCat() async throws {
-        let total = 50 * 1_000_000
+        // Under AddressSanitizer, 4 MB: ASan is there for memory errors in the
+        // stream and teardown paths, and a few MB through the grown (1 MiB) pipe
+        // exercise every path (odd chunk sizes, pipe growth, hand-over without
+        // copy); 50 MB would take half a minute and starve the tests beside it.
+        let total = isAddressSanitized ? 4 * 1_000_000 : 50 * 1_000_000
         var config = Probe.config("cat")
         config.standardInput = .pipe
-        let ((sentHash, receivedHash, received), report) = try await withDeadline(.seconds(90), "50 MB through cat") { [config] in
+        let ((sentHash, receivedHash, received), report) = try await withDeadline(TestTime.hang, "\(total / 1_000_000) MB through cat") { [config] in
             try await withChildProcess(config) { child -> (UInt64, UInt64, Int) in
                 async let sent: UInt64 = {
                     var hash = FNV1a()
@@ -63,7 +67,7 @@ struct StreamingTests {
     /// Input larger than a pipe, given to `run`.
     @Test func runWithLargeInput() async throws {
         let input = probePattern(3 << 20)
-        let result = try await withDeadline(.seconds(30)) { try await run(Probe.config("cat"), input: input) }
+        let result = try await withDeadline(TestTime.hang) { try await run(Probe.config("cat"), input: input) }
         #expect(result.standardOutput.count == input.count)
         #expect(result.standardOutput == input)
     }
@@ -185,7 +189,7 @@ struct StreamingTests {
 
     /// `send` delivers a signal to the child.
     @Test func sendSignal() async throws {
-        let (termination, report) = try await withChildProcess(Probe.config("sleep", "30")) { child -> Termination in
+        let (termination, report) = try await withChildProcess(Probe.config("sleep", TestTime.childSleep)) { child -> Termination in
             try child.send(.user1)
             return try await child.wait()
         }
@@ -196,7 +200,7 @@ struct StreamingTests {
 
     /// `sendToGroup` reaches the grandchild too.
     @Test func sendToGroup() async throws {
-        let (grandchild, report) = try await withChildProcess(Probe.config("fork-sleep", "30")) { child -> Int32 in
+        let (grandchild, report) = try await withChildProcess(Probe.config("fork-sleep", TestTime.childSleep)) { child -> Int32 in
             var lines = child.standardOutput.lines.makeAsyncIterator()
             let line = try await lines.next() ?? ""
             let pid = Int32(line.dropFirst("grandchild ".count)) ?? -1
@@ -212,26 +216,28 @@ struct StreamingTests {
     /// terminate() ends the child with the teardown's first signal.
     @Test func terminate() async throws {
         let started = ContinuousClock.now
-        let (termination, report) = try await withChildProcess(Probe.config("sleep", "30")) { child -> Termination in
+        let (termination, report) = try await withChildProcess(Probe.config("sleep", TestTime.childSleep)) { child -> Termination in
             await child.terminate()
             return try await child.wait()
         }
         #expect(termination == .signaled(.terminate))
         #expect(report.termination == .signaled(.terminate))
-        #expect(ContinuousClock.now - started < .seconds(8))  // far below the child's 30 s
+        #expect(ContinuousClock.now - started < TestTime.endsBy(.zero))  // far below the child's lifetime
     }
 
     /// A stopped child is continued after the teardown's first signal, so it
     /// ends by that signal at once instead of waiting out the grace for SIGKILL.
+    /// The grace is twice the slack: a teardown that waited it out would fail
+    /// the bound below, and still end (by SIGKILL) within the hang detector.
     @Test func terminateAStoppedChild() async throws {
-        var config = Probe.config("sleep", "30")
-        config.teardown = Teardown(signal: .terminate, grace: .seconds(10))
+        var config = Probe.config("sleep", TestTime.childSleep)
+        config.teardown = Teardown(signal: .terminate, grace: TestTime.slack * 2)
         let started = ContinuousClock.now
-        let (_, report) = try await withDeadline(.seconds(30)) { [config] in
+        let (_, report) = try await withDeadline(TestTime.hang) { [config] in
             try await withChildProcess(config) { child in
                 try child.send(.stop)
                 // Wait (bounded) until the kernel shows it stopped.
-                let deadline = ContinuousClock.now + .seconds(5)
+                let deadline = ContinuousClock.now + TestTime.hang
                 while Proc.state(child.processID) != "T" && ContinuousClock.now < deadline {
                     try await Task.sleep(for: .milliseconds(2))
                 }
@@ -240,12 +246,12 @@ struct StreamingTests {
             }
         }
         #expect(report.termination == .signaled(.terminate))
-        #expect(ContinuousClock.now - started < .seconds(8))  // below the 10 s grace
+        #expect(ContinuousClock.now - started < TestTime.endsBy(.zero))  // below the grace
     }
 
     /// terminate() and send() after the child is gone neither hang nor crash.
     @Test func terminateAndSendAfterExit() async throws {
-        let (sendError, _) = try await withDeadline(.seconds(20)) {
+        let (sendError, _) = try await withDeadline(TestTime.hang) {
             try await withChildProcess(Probe.config("exit", "0")) { child -> (any Error)? in
                 _ = try await child.wait()
                 await child.terminate()
@@ -273,7 +279,7 @@ struct StreamingTests {
 
     /// Cancelling a task that is blocked writing to a child that never reads.
     @Test func cancellingABlockedWriter() async throws {
-        var config = Probe.config("sleep", "30")
+        var config = Probe.config("sleep", TestTime.childSleep)
         config.standardInput = .pipe
         let writing = Event()
         let pid = Box<Int32>(0)
@@ -287,9 +293,9 @@ struct StreamingTests {
                 try await child.standardInput.write(probePattern(8 << 20))
             }
         }
-        try await withDeadline(.seconds(10), "the first 64 KiB") { await writing.wait() }
+        try await withDeadline(TestTime.hang, "the first 64 KiB") { await writing.wait() }
         task.cancel()
-        let outcome = try await withDeadline(.seconds(20), "the cancelled writer") { await task.result }
+        let outcome = try await withDeadline(TestTime.hang, "the cancelled writer") { await task.result }
         switch outcome {
         case .success: Issue.record("the write of 8 MiB to a child that never reads completed")
         case .failure(let error): #expect(error is CancellationError, "\(error)")
@@ -299,7 +305,7 @@ struct StreamingTests {
 
     /// Leaving the body with the child still running tears it down.
     @Test func leavingTheScopeEndsTheChild() async throws {
-        let (pid, report) = try await withChildProcess(Probe.config("sleep", "30")) { child in child.processID }
+        let (pid, report) = try await withChildProcess(Probe.config("sleep", TestTime.childSleep)) { child in child.processID }
         #expect(report.termination == .signaled(.terminate))
         #expect(Proc.isDead(pid))
     }
@@ -309,7 +315,7 @@ struct StreamingTests {
         struct Boom: Error {}
         let pid = Box<Int32>(0)
         await #expect(throws: Boom.self) {
-            _ = try await withChildProcess(Probe.config("sleep", "30")) { child in
+            _ = try await withChildProcess(Probe.config("sleep", TestTime.childSleep)) { child in
                 pid.set(child.processID)
                 throw Boom()
             }
@@ -321,10 +327,13 @@ struct StreamingTests {
     /// The child closes stdout but keeps running: the stream ends at EOF and the
     /// run still waits for the child.
     @Test func closedStdoutWhileRunning() async throws {
+        let sleep = Duration.milliseconds(500)  // the child's own, after it closed stdout
         let started = ContinuousClock.now
-        let result = try await withDeadline(.seconds(20)) { try await run(Probe.config("close-stdout-then-sleep", "0.5")) }
+        let result = try await withDeadline(TestTime.hang) {
+            try await run(Probe.config("close-stdout-then-sleep", "\(sleep.inSeconds)"))
+        }
         #expect(result.termination == .exited(0))
-        #expect(ContinuousClock.now - started >= .milliseconds(450))
+        #expect(ContinuousClock.now - started >= TestTime.notBefore(sleep))
     }
 
     /// A grandchild that escaped the group (setsid) keeps the stdout pipe open:
@@ -332,13 +341,15 @@ struct StreamingTests {
     @Test func escapedGrandchildHoldingThePipe() async throws {
         let marker = "asyncspawn-escape-\(UUID().uuidString)"
         defer { Proc.killAll(withArgument: marker) }
+        let config = Probe.config("escape", TestTime.childSleep, marker)
         let started = ContinuousClock.now
-        let result = try await withDeadline(.seconds(10), "run with an escaped grandchild") {
-            try await run(Probe.config("escape", "30", marker))
+        let result = try await withDeadline(TestTime.hang, "run with an escaped grandchild") { [config] in
+            try await run(config)
         }
         let elapsed = ContinuousClock.now - started
         #expect(result.termination == .exited(0))
-        #expect(elapsed < .seconds(8), "run took \(elapsed)")  // far below the grandchild's 30 s
+        // Far below the grandchild's lifetime: the drain deadline ended the run.
+        #expect(elapsed < TestTime.endsBy(config.drainTimeout), "run took \(elapsed)")
         let pid = try #require(Report(result.standardOutputString).int("grandchild"), "output \(result.standardOutputString)")
         // It really escaped: still running, in a session of its own.
         #expect(Proc.isAlive(pid))
@@ -351,9 +362,9 @@ struct StreamingTests {
     @Test func escapedGrandchildStreamEnds() async throws {
         let marker = "asyncspawn-escape-\(UUID().uuidString)"
         defer { Proc.killAll(withArgument: marker) }  // also unblocks a hung body
-        var config = Probe.config("escape", "30", marker)
+        var config = Probe.config("escape", TestTime.childSleep, marker)
         config.drainTimeout = .milliseconds(100)
-        let (grandchild, _) = try await withDeadline(.seconds(8), "reading stdout held by an escaped grandchild") { [config] in
+        let (grandchild, _) = try await withDeadline(TestTime.hang, "reading stdout held by an escaped grandchild") { [config] in
             try await withChildProcess(config) { child -> Int32? in
                 var out: [UInt8] = []
                 for try await chunk in child.standardOutput { out += chunk }
@@ -369,7 +380,7 @@ struct StreamingTests {
     @Test func busyStreamGetsALargerPipe() async throws {
         var config = Configuration(executable: "/bin/dd", arguments: ["if=/dev/zero", "bs=1M", "count=64"])
         config.standardError = .null
-        let ((total, largest), report) = try await withDeadline(.seconds(30)) { [config] in
+        let ((total, largest), report) = try await withDeadline(TestTime.hang) { [config] in
             try await withChildProcess(config) { child -> (Int, Int) in
                 var total = 0, largest = 0
                 for try await chunk in child.standardOutput {
@@ -394,9 +405,9 @@ struct StreamingTests {
     @Test func lateConsumerAfterTheDrainDeadlineGetsTheOutput() async throws {
         let marker = "asyncspawn-late-\(UUID().uuidString)"
         defer { Proc.killAll(withArgument: marker) }
-        var config = Probe.config("escape", "30", marker)
+        var config = Probe.config("escape", TestTime.childSleep, marker)
         config.drainTimeout = .milliseconds(50)
-        let (grandchild, _) = try await withDeadline(.seconds(8), "reading after the drain deadline") { [config] in
+        let (grandchild, _) = try await withDeadline(TestTime.hang, "reading after the drain deadline") { [config] in
             try await withChildProcess(config) { child -> Int32? in
                 #expect(try await child.wait() == .exited(0))
                 try await Task.sleep(for: .milliseconds(400))
@@ -412,7 +423,9 @@ struct StreamingTests {
     /// When the child exits, what it left running in its group is torn down
     /// before run returns.
     @Test func leftoversInTheGroupAreTornDown() async throws {
-        let result = try await withDeadline(.seconds(20)) { try await run(Probe.config("fork-exit", "30")) }
+        let marker = "asyncspawn-leftover-\(UUID().uuidString)"
+        defer { Proc.killAll(withArgument: marker) }  // only if the teardown failed
+        let result = try await withDeadline(TestTime.hang) { try await run(Probe.config("fork-exit", TestTime.childSleep, marker)) }
         #expect(result.termination == .exited(0))
         #expect(result.outcome == .exited)
         let pid = try #require(Report(result.standardOutputString).int("grandchild"))
@@ -426,8 +439,8 @@ struct StreamingTests {
         let marker = "asyncspawn-leftover-\(UUID().uuidString)"
         defer { Proc.killAll(withArgument: marker) }  // also unblocks a hung body
         let started = ContinuousClock.now
-        let (grandchild, report) = try await withDeadline(.seconds(8), "reading stdout past the child's exit") {
-            try await withChildProcess(Probe.config("fork-exit", "30", marker)) { child -> Int32? in
+        let (grandchild, report) = try await withDeadline(TestTime.hang, "reading stdout past the child's exit") {
+            try await withChildProcess(Probe.config("fork-exit", TestTime.childSleep, marker)) { child -> Int32? in
                 var out: [UInt8] = []
                 for try await chunk in child.standardOutput { out += chunk }
                 return Report(String(decoding: out, as: UTF8.self)).int("grandchild")
@@ -436,7 +449,7 @@ struct StreamingTests {
         let elapsed = ContinuousClock.now - started
         let pid = try #require(grandchild)
         #expect(report.termination == .exited(0))
-        #expect(elapsed < .seconds(5), "the stream ended after \(elapsed)")
+        #expect(elapsed < TestTime.endsBy(.zero), "the stream ended after \(elapsed)")  // far below the leftover's lifetime
         #expect(Proc.isDead(pid))
     }
 
@@ -445,9 +458,9 @@ struct StreamingTests {
     @Test func leftoversSurviveWhenAsked() async throws {
         let marker = "asyncspawn-leftover-\(UUID().uuidString)"
         defer { Proc.killAll(withArgument: marker) }
-        var config = Probe.config("fork-exit", "30", marker)
+        var config = Probe.config("fork-exit", TestTime.childSleep, marker)
         config.tearDownGroupOnExit = false
-        let result = try await withDeadline(.seconds(20)) { [config] in try await run(config) }
+        let result = try await withDeadline(TestTime.hang) { [config] in try await run(config) }
         let pid = try #require(Report(result.standardOutputString).int("grandchild"))
         #expect(Proc.isAlive(pid))
         kill(pid, SIGKILL)

@@ -48,12 +48,13 @@ struct ExitTests {
     }
 
     @Test func reportFields() async throws {
+        let sleep = Duration.milliseconds(200)
         let before = ContinuousClock.now
-        let result = try await run(Probe.config("sleep", "0.2"))
+        let result = try await run(Probe.config("sleep", "\(sleep.inSeconds)"))
         let elapsed = ContinuousClock.now - before
         #expect(result.termination == .exited(0))
         #expect(result.processID > 0)
-        #expect(result.usage.wallTime >= .milliseconds(190))
+        #expect(result.usage.wallTime >= TestTime.notBefore(sleep))
         #expect(result.usage.wallTime <= elapsed)
         #expect(result.usage.maxResidentSetKiB > 0)
         #expect(result.usage.userTime + result.usage.systemTime < .milliseconds(200))
@@ -83,16 +84,17 @@ struct ExitTests {
 struct TimeoutTests {
     /// The timeout tears down the child and the grandchild it forked (same group).
     @Test func timeoutKillsChildAndGrandchildren() async throws {
-        var config = Probe.config("fork-sleep", "30")
-        config.timeout = .milliseconds(500)
+        let timeout = Duration.milliseconds(500)
+        var config = Probe.config("fork-sleep", TestTime.childSleep)
+        config.timeout = timeout
         let started = ContinuousClock.now
-        let result = try await withDeadline(.seconds(20), "run with a timeout") { [config] in try await run(config) }
+        let result = try await withDeadline(TestTime.hang, "run with a timeout") { [config] in try await run(config) }
         let elapsed = ContinuousClock.now - started
         #expect(result.outcome == .timedOut)
         #expect(result.termination == .signaled(.terminate))
-        #expect(elapsed >= .milliseconds(450), "returned after \(elapsed)")
-        #expect(elapsed < .seconds(10), "returned after \(elapsed)")
-        #expect(result.usage.wallTime >= .milliseconds(450))
+        #expect(elapsed >= TestTime.notBefore(timeout), "returned after \(elapsed)")
+        #expect(elapsed < TestTime.endsBy(timeout), "returned after \(elapsed)")
+        #expect(result.usage.wallTime >= TestTime.notBefore(timeout))
         let report = Report(result.standardOutputString)
         let grandchild = try #require(report.int("grandchild"), "output: \(result.standardOutputString)")
         // run returns only when the group has been torn down: no waiting here.
@@ -103,35 +105,37 @@ struct TimeoutTests {
     /// With `.inherit` there is no group of its own: the teardown signals the
     /// child alone, and this process (in the same group) is untouched.
     @Test func timeoutWithInheritedGroup() async throws {
-        var config = Probe.config("sleep", "30")
+        var config = Probe.config("sleep", TestTime.childSleep)
         config.processGroup = .inherit
         config.timeout = .milliseconds(300)
-        let result = try await withDeadline(.seconds(20)) { [config] in try await run(config) }
+        let result = try await withDeadline(TestTime.hang) { [config] in try await run(config) }
         #expect(result.outcome == .timedOut)
         #expect(result.termination == .signaled(.terminate))
     }
 
     /// A child that ignores SIGTERM is killed with SIGKILL after the grace.
     @Test func ignoredTermIsFollowedByKill() async throws {
-        var config = Probe.config("ignore-term", "30")
-        config.teardown = Teardown(signal: .terminate, grace: .milliseconds(200))
-        config.timeout = .seconds(2)
+        let (timeout, grace) = (Duration.seconds(2), Duration.milliseconds(200))
+        var config = Probe.config("ignore-term", TestTime.childSleep)
+        config.teardown = Teardown(signal: .terminate, grace: grace)
+        config.timeout = timeout
         let started = ContinuousClock.now
-        let result = try await withDeadline(.seconds(20)) { [config] in try await run(config) }
+        let result = try await withDeadline(TestTime.hang) { [config] in try await run(config) }
         let elapsed = ContinuousClock.now - started
         // "ready" proves SIGTERM was already ignored when the timeout fired.
         #expect(result.standardOutputString == "ready\n")
         #expect(result.outcome == .timedOut)
         #expect(result.termination == .signaled(.kill))
-        #expect(elapsed >= .milliseconds(2150), "\(elapsed)")
-        #expect(elapsed < .seconds(10), "\(elapsed)")
+        #expect(elapsed >= TestTime.notBefore(timeout + grace), "\(elapsed)")
+        #expect(elapsed < TestTime.endsBy(timeout + grace), "\(elapsed)")
     }
 
     /// The same through terminate(), synchronised on the probe's "ready" line.
     @Test func terminateWaitsTheGraceThenKills() async throws {
-        var config = Probe.config("ignore-term", "30")
-        config.teardown = Teardown(signal: .terminate, grace: .milliseconds(200))
-        let (elapsed, report) = try await withDeadline(.seconds(20)) { [config] in
+        let grace = Duration.milliseconds(200)
+        var config = Probe.config("ignore-term", TestTime.childSleep)
+        config.teardown = Teardown(signal: .terminate, grace: grace)
+        let (elapsed, report) = try await withDeadline(TestTime.hang) { [config] in
             try await withChildProcess(config) { child -> Duration in
                 var lines = child.standardOutput.lines.makeAsyncIterator()
                 let first = try await lines.next()
@@ -142,38 +146,40 @@ struct TimeoutTests {
             }
         }
         #expect(report.termination == .signaled(.kill))
-        #expect(elapsed >= .milliseconds(190), "\(elapsed)")
-        #expect(elapsed < .seconds(5), "\(elapsed)")
+        #expect(elapsed >= TestTime.notBefore(grace), "\(elapsed)")
+        #expect(elapsed < TestTime.endsBy(grace), "\(elapsed)")
     }
 
     /// A custom first signal.
     @Test func customTeardownSignal() async throws {
-        var config = Probe.config("sleep", "30")
+        var config = Probe.config("sleep", TestTime.childSleep)
         config.teardown = Teardown(signal: .interrupt, grace: .seconds(5))
         config.timeout = .milliseconds(200)
-        let result = try await withDeadline(.seconds(20)) { [config] in try await run(config) }
+        let result = try await withDeadline(TestTime.hang) { [config] in try await run(config) }
         #expect(result.outcome == .timedOut)
         #expect(result.termination == .signaled(.interrupt))
     }
 
     @Test func immediateTeardown() async throws {
-        var config = Probe.config("ignore-term", "30")
+        var config = Probe.config("ignore-term", TestTime.childSleep)
         config.teardown = .immediate
         config.timeout = .seconds(1)
-        let result = try await withDeadline(.seconds(20)) { [config] in try await run(config) }
+        let result = try await withDeadline(TestTime.hang) { [config] in try await run(config) }
         #expect(result.outcome == .timedOut)
         #expect(result.termination == .signaled(.kill))
     }
 
-    /// A child that ends before its timeout is not timed out.
+    /// A child that ends before its timeout is not timed out, and `run` returns
+    /// at its exit, not at the timeout (which is far beyond the bound, so that
+    /// a run waiting for its timer would fail it).
     @Test func fastChildIsNotTimedOut() async throws {
         var config = Probe.config("exit", "4")
-        config.timeout = .seconds(10)
+        config.timeout = TestTime.childLifetime
         let started = ContinuousClock.now
-        let result = try await run(config)
+        let result = try await withDeadline(TestTime.hang) { [config] in try await run(config) }
         #expect(result.outcome == .exited)
         #expect(result.termination == .exited(4))
-        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(ContinuousClock.now - started < TestTime.endsBy(.zero))
     }
 }
 
@@ -183,18 +189,18 @@ struct CancellationTests {
     /// grandchildren; `run` throws CancellationError after reaping.
     @Test func cancellingRun() async throws {
         let marker = "asyncspawn-cancel-\(UUID().uuidString)"
-        let config = Probe.config("fork-sleep", "30", marker)
+        let config = Probe.config("fork-sleep", TestTime.childSleep, marker)
         let task = Task { try await run(config) }
         // The child and its grandchild carry the marker in their command line.
         var pids: [Int32] = []
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + TestTime.hang
         while pids.count < 2 && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
             pids = Proc.processes(withArgument: marker).filter { Proc.isAlive($0) }
         }
         try #require(pids.count == 2, "child and grandchild not seen: \(pids)")
         task.cancel()
-        let outcome = try await withDeadline(.seconds(20), "the cancelled run") { await task.result }
+        let outcome = try await withDeadline(TestTime.hang, "the cancelled run") { await task.result }
         switch outcome {
         case .success(let result): Issue.record("run returned \(result.termination) instead of throwing")
         case .failure(let error): #expect(error is CancellationError, "threw \(error)")
@@ -206,7 +212,7 @@ struct CancellationTests {
     @Test func cancellingWithChildProcess() async throws {
         let pids = Box<[Int32]>([])
         let started = Event()
-        let config = Probe.config("fork-sleep", "30")
+        let config = Probe.config("fork-sleep", TestTime.childSleep)
         let task = Task {
             try await withChildProcess(config) { child -> Termination in
                 var lines = child.standardOutput.lines.makeAsyncIterator()
@@ -218,11 +224,11 @@ struct CancellationTests {
                 return termination
             }
         }
-        try await withDeadline(.seconds(10), "the child's first line") { await started.wait() }
+        try await withDeadline(TestTime.hang, "the child's first line") { await started.wait() }
         let seen = pids.get()
         try #require(seen.count == 2, "pids \(seen)")
         task.cancel()
-        let outcome = try await withDeadline(.seconds(20), "the cancelled withChildProcess") { await task.result }
+        let outcome = try await withDeadline(TestTime.hang, "the cancelled withChildProcess") { await task.result }
         switch outcome {
         case .success(let value): Issue.record("returned \(value) instead of throwing")
         case .failure(let error): #expect(error is CancellationError, "threw \(error)")
@@ -233,16 +239,16 @@ struct CancellationTests {
     /// `wait()` in a cancelled task tears the child down and reports `.cancelled`.
     @Test func waitForReportAfterCancellation() async throws {
         let started = Event()
-        let config = Probe.config("sleep", "30")
+        let config = Probe.config("sleep", TestTime.childSleep)
         let task = Task {
             try await withChildProcess(config) { child -> ProcessReport in
                 started.fire()
                 return try await child.waitForReport()
             }
         }
-        await started.wait()
+        try await withDeadline(TestTime.hang, "the spawn") { await started.wait() }
         task.cancel()
-        let outcome = try await withDeadline(.seconds(20)) { await task.result }
+        let outcome = try await withDeadline(TestTime.hang) { await task.result }
         let (report, _) = try outcome.get()
         #expect(report.outcome == .cancelled)
         #expect(report.termination == .signaled(.terminate))
@@ -252,9 +258,9 @@ struct CancellationTests {
     @Test func alreadyCancelled() async throws {
         let task = Task {
             withUnsafeCurrentTask { $0?.cancel() }
-            return try await run(Probe.config("sleep", "30"))
+            return try await run(Probe.config("sleep", TestTime.childSleep))
         }
-        let outcome = try await withDeadline(.seconds(20)) { await task.result }
+        let outcome = try await withDeadline(TestTime.hang) { await task.result }
         switch outcome {
         case .success(let r): Issue.record("a cancelled run returned \(r.termination)")
         case .failure(let error): #expect(error is CancellationError, "\(error)")
@@ -267,7 +273,7 @@ struct OutputLimitTests {
     @Test func pastTheLimit() async throws {
         var config = Probe.config("write", "5000")
         config.outputLimit = 1000
-        let result = try await withDeadline(.seconds(20)) { [config] in try await run(config) }
+        let result = try await withDeadline(TestTime.hang) { [config] in try await run(config) }
         #expect(result.standardOutput.count == 1000)
         #expect(result.standardOutput == probePattern(1000))
         #expect(result.standardOutputTruncated)
@@ -280,7 +286,7 @@ struct OutputLimitTests {
     @Test func pastTheLimitAfterTheChildExited() async throws {
         var config = Probe.config("write", "5000")
         config.outputLimit = 1000
-        let ((bytes, truncated, termination), report) = try await withDeadline(.seconds(20)) { [config] in
+        let ((bytes, truncated, termination), report) = try await withDeadline(TestTime.hang) { [config] in
             try await withChildProcess(config) { child -> (Int, Bool, Termination) in
                 let termination = try await child.wait()
                 let bytes = try await child.standardOutput.collect()
@@ -306,7 +312,7 @@ struct OutputLimitTests {
     @Test func stderrLimit() async throws {
         var config = Probe.config("write", "5000", "2")
         config.outputLimit = 100
-        let result = try await withDeadline(.seconds(20)) { [config] in try await run(config) }
+        let result = try await withDeadline(TestTime.hang) { [config] in try await run(config) }
         #expect(result.standardError.count == 100)
         #expect(result.standardErrorTruncated)
         #expect(result.outcome == .outputLimit)
@@ -316,7 +322,7 @@ struct OutputLimitTests {
     @Test func endlessProducerIsStopped() async throws {
         var config = Probe.config("write", "100000000000")
         config.outputLimit = 1 << 20
-        let result = try await withDeadline(.seconds(30)) { [config] in try await run(config) }
+        let result = try await withDeadline(TestTime.hang) { [config] in try await run(config) }
         #expect(result.standardOutput.count == 1 << 20)
         #expect(result.outcome == .outputLimit)
         #expect(result.termination == .signaled(.terminate) || result.termination == .signaled(.pipe))
@@ -326,7 +332,7 @@ struct OutputLimitTests {
     @Test func zeroLimit() async throws {
         var config = Probe.config("write", "100000")  // more than a pipe holds: the child is still running
         config.outputLimit = 0
-        let result = try await withDeadline(.seconds(20)) { [config] in try await run(config) }
+        let result = try await withDeadline(TestTime.hang) { [config] in try await run(config) }
         #expect(result.standardOutput.isEmpty)
         #expect(result.standardOutputTruncated)
         #expect(result.outcome == .outputLimit)
