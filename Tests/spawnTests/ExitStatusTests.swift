@@ -31,17 +31,19 @@ struct ExitStatusTests {
 
     @Test("124 when the timeout expires")
     func timeout() throws {
-        let plain = CLI.spawn(["--timeout", "0.3", "sleep", "10"])
+        let timeout = Duration.milliseconds(300)
+        let plain = CLI.spawn(["--timeout", "0.3", "sleep", TestTime.childSleep])
         #expect(plain.status == 124, "\(plain)")
-        #expect(plain.elapsed < 5, "\(plain)")
+        #expect(plain.elapsed < TestTime.endsBy(timeout).inSeconds, "\(plain)")
 
-        let json = CLI.spawn(["--json", "--timeout", "0.3", "sleep", "10"])
+        let json = CLI.spawn(["--json", "--timeout", "0.3", "sleep", TestTime.childSleep])
         #expect(json.status == 124, "\(json)")
         let report = try checkedReport(json)
         #expect(report.outcome == "timed_out")
         #expect(report.exit_code == nil)
         #expect(report.signal == Int(SIGTERM))
-        #expect(report.wall_time_ms >= 250 && report.wall_time_ms < 5000, "\(json)")
+        #expect(report.wall_time_ms >= TestTime.notBefore(timeout).inSeconds * 1000
+                    && report.wall_time_ms < TestTime.endsBy(timeout).inSeconds * 1000, "\(json)")
     }
 
     @Test("128+N when signal N ended the child", arguments: [(9, "KILL"), (15, "TERM"), (6, "ABRT"), (10, "USR1")])

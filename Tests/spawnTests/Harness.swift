@@ -5,8 +5,9 @@
 // on a pipe (fd 3). The status therefore does not depend on waitpid() of this
 // process: another test in the same bundle may run a thread that reaps every
 // child with waitpid(-1), and that must not make these tests flaky or hang.
-// Every run is bounded by a deadline; past it the wrapper's whole process
-// group is killed and the result says so.
+// Every run is bounded by a deadline (TestTime.hang unless a test says
+// otherwise); past it the wrapper's whole process group is killed and the result
+// says so. Every other wall-clock bound comes from TestTime too.
 
 import Foundation
 @_exported import TestSupport
@@ -55,7 +56,7 @@ enum CLI {
 
     /// Runs a helper command (not spawn) and returns its stdout; used for set-up only.
     static func runDirect(_ argv: [String]) -> String {
-        let r = run(executable: argv[0], argv: argv, deadline: 20)
+        let r = run(executable: argv[0], argv: argv)
         return r.stdoutString
     }
 
@@ -110,17 +111,20 @@ enum CLI {
         }
     }
 
-    /// Runs `spawn ARGS...` and waits (bounded) for it to exit.
+    /// Runs `spawn ARGS...` and waits (bounded by `deadline`, a hang detector) for
+    /// it to exit. `onFirstStdout` runs (on this thread) when the first bytes
+    /// arrive on stdout, so a test can answer output instead of timing it.
     static func spawn(
         _ arguments: [String],
         stdin: Stdin = .heldOpen,
         stdoutFile: String? = nil,
         stderrFile: String? = nil,
         environment: [String: String]? = nil,
-        deadline: Double = 30
+        deadline: Duration = TestTime.hang,
+        onFirstStdout: (() -> Void)? = nil
     ) -> Result {
         run(executable: spawnPath, argv: [spawnPath] + arguments, stdin: stdin, stdoutFile: stdoutFile,
-            stderrFile: stderrFile, environment: environment, deadline: deadline)
+            stderrFile: stderrFile, environment: environment, deadline: deadline, onFirstStdout: onFirstStdout)
     }
 
     static let baseEnvironment: [String: String] = {
@@ -138,7 +142,8 @@ enum CLI {
         stdoutFile: String? = nil,
         stderrFile: String? = nil,
         environment: [String: String]? = nil,
-        deadline: Double = 30
+        deadline: Duration = TestTime.hang,
+        onFirstStdout: (() -> Void)? = nil
     ) -> Result {
         let start = now()
         // Pipes with high, close-on-exec descriptors (so dup2 onto 0..3 never hits the same number).
@@ -214,7 +219,10 @@ enum CLI {
         var exitedAt: Double? = nil
         var hung = false
         var buffer = [UInt8](repeating: 0, count: 65536)
-        let hardDeadline = start + deadline
+        let hardDeadline = start + deadline.inSeconds
+        // After spawn has exited, how long its output may stay open before the
+        // result says something else holds it.
+        let closeGrace = TestTime.slack.inSeconds
 
         while outOpen || errOpen || statusOpen {
             let t = now()
@@ -223,8 +231,8 @@ enum CLI {
                 kill(-pid, SIGKILL)
                 break
             }
-            // After spawn has exited, give its output 5 s to close, then stop.
-            if let e = exitedAt, t >= e + 5 { break }
+            // After spawn has exited, give its output closeGrace to close, then stop.
+            if let e = exitedAt, t >= e + closeGrace { break }
             var fds: [pollfd] = []
             if outOpen { fds.append(pollfd(fd: outR, events: Int16(POLLIN), revents: 0)) }
             if errOpen { fds.append(pollfd(fd: errR, events: Int16(POLLIN), revents: 0)) }
@@ -253,8 +261,11 @@ enum CLI {
                 }
                 let chunk = buffer[0..<n]
                 if p.fd == outR {
-                    if firstStdoutAt == nil { firstStdoutAt = now() - start }
                     out.append(contentsOf: chunk)
+                    if firstStdoutAt == nil {
+                        firstStdoutAt = now() - start
+                        onFirstStdout?()
+                    }
                 } else if p.fd == errR {
                     err.append(contentsOf: chunk)
                 } else {
@@ -443,9 +454,10 @@ enum Proc {
         for pid in pids(withMarker: marker) { kill(pid, SIGKILL) }
     }
 
-    /// Waits (bounded) until no live process carries `marker`; true if none is left.
-    static func waitGone(marker: String, pid: pid_t? = nil, within seconds: Double) -> Bool {
-        let end = CLI.now() + seconds
+    /// Waits (bounded by `within`, a hang detector: it returns as soon as the
+    /// process is gone) until no live process carries `marker`; true if none is left.
+    static func waitGone(marker: String, pid: pid_t? = nil, within bound: Duration = TestTime.hang) -> Bool {
+        let end = CLI.now() + bound.inSeconds
         repeat {
             let alive = pid.map { isAliveWith(pid: $0, marker: marker) } ?? !pids(withMarker: marker).isEmpty
             if !alive { return true }
@@ -455,7 +467,10 @@ enum Proc {
     }
 }
 
-/// A unique duration for `sleep`, so its command line identifies this test's processes.
-func uniqueSleep(_ base: Int = 30) -> String {
+/// A unique duration for `sleep`, so its command line identifies this test's
+/// processes. By default it lives for TestTime.childLifetime (3600 s), beyond any
+/// bound: a test that uses it must end it (the library's teardown, or
+/// Proc.killAll(withMarker:) in a defer).
+func uniqueSleep(_ base: Int = Int(TestTime.childSleep)!) -> String {
     "\(base).\(String(format: "%06d", Int.random(in: 1...999_999)))"
 }

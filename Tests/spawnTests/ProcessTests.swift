@@ -118,7 +118,7 @@ struct GroupTests {
 
     @Test("--group inherit with a timeout signals the child alone, not spawn's group")
     func inheritTimeout() throws {
-        let r = CLI.spawn(["--json", "--group", "inherit", "--timeout", "0.3", "sleep", "10"])
+        let r = CLI.spawn(["--json", "--group", "inherit", "--timeout", "0.3", "sleep", TestTime.childSleep])
         #expect(r.status == 124, "spawn (and its group) survived the teardown: \(r)")
         let report = try checkedReport(r)
         #expect(report.outcome == "timed_out")
@@ -171,7 +171,7 @@ struct CredentialTests {
 struct StreamTests {
     @Test("default stdin is /dev/null: cat ends at once although spawn's stdin stays open")
     func defaultStdin() {
-        let r = CLI.spawn(["cat"], stdin: .heldOpen, deadline: 15)
+        let r = CLI.spawn(["cat"], stdin: .heldOpen)
         #expect(!r.hung, "the child read spawn's own stdin: \(r)")
         #expect(r.status == 0)
         #expect(r.stdout.isEmpty)
@@ -221,10 +221,10 @@ struct StreamTests {
 
     @Test("--stdin - with a child that never reads: spawn does not wait for its stdin to end")
     func stdinDashUnread() {
-        let r = CLI.spawn(["--stdin", "-", "true"], stdin: .heldOpen, deadline: 10)
+        let r = CLI.spawn(["--stdin", "-", "true"], stdin: .heldOpen)
         #expect(!r.hung, "\(r)")
         #expect(r.status == 0)
-        #expect(r.elapsed < 5, "\(r)")
+        #expect(r.elapsed < TestTime.endsBy(.zero).inSeconds, "\(r)")
     }
 
     @Test("the child's stdout and stderr are pipes, not spawn's descriptors")
@@ -250,12 +250,19 @@ struct StreamTests {
 
     @Test("without --json, output is forwarded as it arrives")
     func streaming() {
-        let r = CLI.spawn(["sh", "-c", "echo first; sleep 2; echo second"])
-        #expect(r.status == 0)
-        #expect(r.stdoutString == "first\nsecond\n")
-        let first = r.firstStdoutAt ?? .infinity
-        #expect(first < 1.5, "first line arrived after \(first) s")
-        #expect(r.elapsed >= 1.9)
+        // The child prints its second line, and ends, only after the harness has
+        // received the first one and answered (created the file): were output
+        // held until the child ended, the run would hang. No timing involved.
+        let dir = TempDir()
+        let go = dir.file("go")
+        let r = CLI.spawn(["sh", "-c", "echo first; while [ ! -e \"$1\" ]; do sleep 0.01; done; echo second", "x", go],
+                          onFirstStdout: {
+                              let fd = open(go, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+                              if fd >= 0 { close(fd) }
+                          })
+        #expect(!r.hung, "the first line was not forwarded before the child ended: \(r)")
+        #expect(r.status == 0, "\(r)")
+        #expect(r.stdoutString == "first\nsecond\n", "\(r)")
     }
 
     @Test("die-with-parent: a SIGKILLed spawn leaves nothing running; --no-die-with-parent turns it off")
@@ -272,7 +279,7 @@ struct StreamTests {
                 wait $sp
                 cat "$1"
                 """
-            let r = CLI.run(executable: "/bin/sh", argv: ["sh", "-c", script, CLI.spawnPath, pidfile], deadline: 20)
+            let r = CLI.run(executable: "/bin/sh", argv: ["sh", "-c", script, CLI.spawnPath, pidfile])
             defer { Proc.killAll(withMarker: marker) }
             let pid = try #require(pid_t(r.stdoutString.trimmingCharacters(in: .whitespacesAndNewlines)), "\(r)")
             if keep {
@@ -280,7 +287,7 @@ struct StreamTests {
                 usleep(300_000)
                 #expect(Proc.isAliveWith(pid: pid, marker: marker), "--no-die-with-parent child was killed")
             } else {
-                #expect(Proc.waitGone(marker: marker, pid: pid, within: 5), "child survived its spawn")
+                #expect(Proc.waitGone(marker: marker, pid: pid, within: TestTime.hang), "child survived its spawn")
             }
         }
     }

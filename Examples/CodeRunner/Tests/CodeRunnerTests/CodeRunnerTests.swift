@@ -9,8 +9,9 @@ import Testing
 
 /// The real `code-runner` binary on 127.0.0.1, over real HTTP. One server per test
 /// (fresh scratch root, checked empty at the end); tests run one at a time so the
-/// timing checks do not compete for the two cores.
-@Suite(.serialized, .timeLimit(.minutes(3)))
+/// timing checks do not compete for the two cores. Every wall-clock bound comes
+/// from TestTime.
+@Suite(.serialized, .timeLimit(.minutes(TestTime.testLimitMinutes)))
 struct CodeRunnerTests {
     // MARK: Normal runs
 
@@ -85,13 +86,14 @@ struct CodeRunnerTests {
             let report = try await server.run(
                 RunBody(
                     language: "python3", source: "while True:\n    pass\n",
-                    limits: ["cpu_seconds": 1, "wall_seconds": 10]))
+                    limits: ["cpu_seconds": 1, "wall_seconds": TestTime.hang.inSeconds]))
             #expect(report.outcome == "cpu_limit", "\(report)")
             #expect(report.signal == Int(SIGXCPU) || report.signal == Int(SIGKILL))
             // Not a precise bound: the kernel's rusage is sampled, and on a loaded machine
             // it was seen well below the limit that fired.
             #expect(report.user_time_ms + report.system_time_ms > 300)
-            #expect(report.wall_time_ms < 9000)
+            // A busy loop: ended by its second of CPU, long before the wall limit.
+            #expect(report.wall_time_ms < TestTime.endsBy(.seconds(1)).inSeconds * 1000, "\(report)")
         }
     }
 
@@ -111,16 +113,19 @@ struct CodeRunnerTests {
 
     @Test func wallClockLimit() async throws {
         try await withServer { server in
-            let started = Date()
+            let limit = Duration.seconds(1)
+            let started = ContinuousClock.now
             let report = try await server.run(
                 RunBody(
-                    language: "python3", source: "import time\nprint('sleeping')\ntime.sleep(30)\n",
-                    limits: ["wall_seconds": 1]))
+                    language: "python3",
+                    source: "import time\nprint('sleeping')\ntime.sleep(\(TestTime.childSleep))\n",
+                    limits: ["wall_seconds": limit.inSeconds]))
             #expect(report.outcome == "timed_out")
             #expect(report.signal == Int(SIGKILL))
             #expect(report.stdout == "sleeping\n")
-            #expect(report.wall_time_ms >= 900 && report.wall_time_ms < 5000)
-            #expect(Date().timeIntervalSince(started) < 10)
+            #expect(report.wall_time_ms >= TestTime.notBefore(limit).inSeconds * 1000, "\(report)")
+            #expect(report.wall_time_ms < TestTime.endsBy(limit).inSeconds * 1000, "\(report)")
+            #expect(ContinuousClock.now - started < TestTime.endsBy(limit))
         }
     }
 
@@ -129,7 +134,7 @@ struct CodeRunnerTests {
             let report = try await server.run(
                 RunBody(
                     language: "python3", source: "while True:\n    print('x' * 999)\n",
-                    limits: ["output_bytes": 10000, "wall_seconds": 10]))
+                    limits: ["output_bytes": 10000, "wall_seconds": TestTime.hang.inSeconds]))
             #expect(report.outcome == "output_limit")
             #expect(report.stdout_truncated == true)
             #expect(report.stdout_bytes == 10000)
@@ -167,20 +172,25 @@ struct CodeRunnerTests {
             let report = try await server.run(
                 RunBody(
                     language: "sh",
-                    source: "sleep 60 &\necho $!\npython3 -c 'import os; os.setsid()' 2>&1 | tail -n 1\n"))
+                    source:
+                        "sleep \(TestTime.childSleep) &\necho $!\npython3 -c 'import os; os.setsid()' 2>&1 | tail -n 1\n"))
             #expect(report.outcome == "exited")
             let lines = report.stdout.split(separator: "\n")
             try #require(lines.count == 2, "stdout: \(report.stdout)")
             #expect(lines[1].contains("PermissionError"), "stdout: \(report.stdout)")
             let sleeper = try #require(Int(lines[0]))
-            #expect(await waitUntilGone([sleeper], within: 5).isEmpty, "the background sleep outlived the run")
+            #expect(await waitUntilGone([sleeper]).isEmpty, "the background sleep outlived the run")
         }
     }
 
     // MARK: Concurrency
 
     @Test func fiftyConcurrentRequests() async throws {
-        try await withServer(["--max-concurrent-runs", "4", "--queue-timeout-seconds", "120"]) { server in
+        // Every request may wait for the whole batch, in the server's queue and in
+        // the client: both bounds are hang detectors for 50 runs.
+        let batch = TestTime.hang(forOperations: 50)
+        try await withServer(["--max-concurrent-runs", "4", "--queue-timeout-seconds", "\(batch.inSeconds)"]) {
+            server in
             // A client of its own whose pool really opens 50 connections at once
             // (the shared client's pool stops at 8 per host).
             var configuration = HTTPClient.Configuration()
@@ -217,7 +227,7 @@ struct CodeRunnerTests {
                                     : RunBody(
                                         language: "sh", source: "sleep 0.2\necho $(( \(i) * \(i) )) $(cat)\n",
                                         stdin: "in\(i)")
-                                return (i, try await server.run(body, client: client))
+                                return (i, try await server.run(body, client: client, timeout: batch))
                             }
                         }
                         var all: [(Int, Report)] = []
@@ -244,22 +254,23 @@ struct CodeRunnerTests {
     }
 
     @Test func excessRequestsGet503AfterTheQueueTimeout() async throws {
-        try await withServer(["--max-concurrent-runs", "1", "--queue-timeout-seconds", "0.5"]) { server in
+        // The slow run holds the only slot until the test opens its gate.
+        let gate = try Gate()
+        defer { gate.remove() }
+        let queueTimeout = Duration.milliseconds(500)
+        try await withServer(["--max-concurrent-runs", "1", "--queue-timeout-seconds", "\(queueTimeout.inSeconds)"]) {
+            server in
+            defer { gate.open() }
             let slow = Task {
-                try await server.run(RunBody(language: "sh", source: "sleep 3\necho done\n"))
+                try await server.run(RunBody(language: "sh", source: "\(gate.shellWait)\necho done\n"))
             }
-            // Let the slow run take the only slot.
-            var running = false
-            for _ in 0..<100 where !running {
-                try await Task.sleep(for: .milliseconds(50))
-                running = try await server.get("/health").body.contains("\"running\": 1")
-            }
-            #expect(running)
-            let started = Date()
+            #expect(try await server.waitUntilRunning(1), "the slow run never took the slot")
+            let started = ContinuousClock.now
             let refused = try await server.post("/run", json: RunBody(language: "sh", source: "echo hi\n"))
             #expect(refused.status == 503)
             #expect(refused.body.contains("no run slot became free"), "\(refused.body)")
-            #expect(Date().timeIntervalSince(started) >= 0.4)
+            #expect(ContinuousClock.now - started >= TestTime.notBefore(queueTimeout))
+            gate.open()
             #expect(try await slow.value.stdout == "done\n")
             // The slot is free again.
             #expect(try await server.run(RunBody(language: "sh", source: "echo again\n")).stdout == "again\n")
@@ -267,22 +278,26 @@ struct CodeRunnerTests {
     }
 
     @Test func aFullQueueGets503AtOnce() async throws {
-        try await withServer(["--max-concurrent-runs", "1", "--max-queued-runs", "0"]) { server in
+        // The slow run holds the only slot until the test opens its gate; a queued
+        // request would wait TestTime.childLifetime for a slot, far beyond "at once".
+        let gate = try Gate()
+        defer { gate.remove() }
+        try await withServer([
+            "--max-concurrent-runs", "1", "--max-queued-runs", "0",
+            "--queue-timeout-seconds", "\(TestTime.childLifetime.inSeconds)",
+        ]) { server in
+            defer { gate.open() }
             let slow = Task {
-                try await server.run(RunBody(language: "sh", source: "sleep 2\necho done\n"))
+                try await server.run(RunBody(language: "sh", source: "\(gate.shellWait)\necho done\n"))
             }
-            var running = false
-            for _ in 0..<100 where !running {
-                try await Task.sleep(for: .milliseconds(50))
-                running = try await server.get("/health").body.contains("\"running\": 1")
-            }
-            #expect(running)
-            let started = Date()
+            #expect(try await server.waitUntilRunning(1), "the slow run never took the slot")
+            let started = ContinuousClock.now
             let refused = try await server.post("/run?stream=1", json: RunBody(language: "sh", source: "echo hi\n"))
             #expect(refused.status == 503)
             #expect(refused.headers.first(name: "retry-after") == "1")
             #expect(refused.body.contains("too many runs"), "\(refused.body)")
-            #expect(Date().timeIntervalSince(started) < 1)
+            #expect(ContinuousClock.now - started < TestTime.endsBy(.zero))
+            gate.open()
             #expect(try await slow.value.stdout == "done\n")
         }
     }
@@ -290,24 +305,30 @@ struct CodeRunnerTests {
     // MARK: Streaming
 
     @Test func streamingDeliversOutputBeforeTheChildEnds() async throws {
+        // The child prints "second", and ends, only once the test has received
+        // "first" and opened the gate: were output held until the child ended, the
+        // run would end only at its wall limit (outcome timed_out). No timing.
+        let gate = try Gate()
+        defer { gate.remove() }
         try await withServer { server in
+            defer { gate.open() }
             var request = HTTPClientRequest(url: server.base + "/run?stream=1")
             request.method = .POST
             request.headers.add(name: "Content-Type", value: "application/json")
             let body = RunBody(
                 language: "python3",
-                source:
-                    "import sys, time\nprint('first')\nprint('err', file=sys.stderr)\ntime.sleep(2)\nprint('second')\n")
+                source: "import sys\nprint('first')\nprint('err', file=sys.stderr)\n\(gate.pythonWait)print('second')\n")
             request.body = .bytes(ByteBuffer(bytes: Array(try JSONEncoder().encode(body))))
-            let sent = Date()
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+            let sent = ContinuousClock.now
+            let response = try await HTTPClient.shared.execute(request, timeout: TestTime.hang.timeAmount)
             #expect(response.status == .ok)
             #expect(response.headers.first(name: "content-type") == "text/event-stream")
             var parser = SSEParser()
             var events: [ServerSentEvent] = []
             for try await buffer in response.body {
                 for (event, data) in parser.feed(String(buffer: buffer)) {
-                    events.append(ServerSentEvent(event: event, data: data, at: Date().timeIntervalSince(sent)))
+                    events.append(ServerSentEvent(event: event, data: data, at: (ContinuousClock.now - sent).inSeconds))
+                    if event == "stdout" { gate.open() }
                 }
             }
             let names = events.map(\.event)
@@ -318,10 +339,7 @@ struct CodeRunnerTests {
             #expect(stdoutText == "first\nsecond\n")
             let stderrText = try events.filter { $0.event == "stderr" }.map { try decodeJSONString($0.data) }.joined()
             #expect(stderrText == "err\n")
-            let first = try #require(stdoutEvents.first)
             let report = try #require(events.last)
-            // "first" arrived while the child was still sleeping.
-            #expect(report.at - first.at >= 1.0, "first at \(first.at) s, report at \(report.at) s")
             let decoded = try JSONDecoder().decode(Report.self, from: Data(report.data.utf8))
             #expect(decoded.outcome == "exited" && decoded.exit_code == 0)
             #expect(decoded.stdout == "first\nsecond\n")
@@ -337,10 +355,12 @@ struct CodeRunnerTests {
                 defer { pidsContinuation.finish() }
                 var request = HTTPClientRequest(url: server.base + "/run?stream=1")
                 request.method = .POST
+                // Only the disconnect can end it before the test's bounds.
                 let body = RunBody(
-                    language: "sh", source: "sleep 60 &\necho $$ $!\nwait\n", limits: ["wall_seconds": 30])
+                    language: "sh", source: "sleep \(TestTime.childSleep) &\necho $$ $!\nwait\n",
+                    limits: ["wall_seconds": TestTime.childLifetime.inSeconds])
                 request.body = .bytes(ByteBuffer(bytes: Array(try JSONEncoder().encode(body))))
-                let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+                let response = try await HTTPClient.shared.execute(request, timeout: TestTime.hang.timeAmount)
                 var parser = SSEParser()
                 for try await buffer in response.body {
                     for (event, data) in parser.feed(String(buffer: buffer)) where event == "stdout" {
@@ -355,12 +375,12 @@ struct CodeRunnerTests {
             let found = try #require(await iterator.next(), "no pid arrived")
             try #require(found.count == 2)
             #expect(found.allSatisfy(processIsAlive))
-            let cancelled = Date()
+            let cancelled = ContinuousClock.now
             client.cancel()  // AsyncHTTPClient closes the connection
             _ = try? await client.value
-            let alive = await waitUntilGone(found, within: 5)
+            let alive = await waitUntilGone(found)
             #expect(alive.isEmpty, "still alive after the client went away: \(alive)")
-            #expect(Date().timeIntervalSince(cancelled) < 5)
+            #expect(ContinuousClock.now - cancelled < TestTime.endsBy(.zero))
         }
     }
 
@@ -374,23 +394,24 @@ struct CodeRunnerTests {
                 try await server.run(
                     RunBody(
                         language: "python3",
-                        source: "import os, time\nopen('\(pidFile)', 'w').write(str(os.getpid()))\ntime.sleep(60)\n",
-                        limits: ["wall_seconds": 30]))
+                        source:
+                            "import os, time\nopen('\(pidFile)', 'w').write(str(os.getpid()))\ntime.sleep(\(TestTime.childSleep))\n",
+                        limits: ["wall_seconds": TestTime.childLifetime.inSeconds]))
             }
             var pid: Int? = nil
-            let deadline = Date().addingTimeInterval(20)
-            while pid == nil && Date() < deadline {
+            let deadline = ContinuousClock.now + TestTime.hang
+            while pid == nil && ContinuousClock.now < deadline {
                 pid = (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap { Int($0) }
                 if pid == nil { try await Task.sleep(for: .milliseconds(50)) }
             }
             let child = try #require(pid, "the child never wrote its pid")
             #expect(processIsAlive(child))
-            let cancelled = Date()
+            let cancelled = ContinuousClock.now
             client.cancel()
             _ = try? await client.value
-            let alive = await waitUntilGone([child], within: 5)
+            let alive = await waitUntilGone([child])
             #expect(alive.isEmpty, "the child outlived its client")
-            #expect(Date().timeIntervalSince(cancelled) < 5)
+            #expect(ContinuousClock.now - cancelled < TestTime.endsBy(.zero))
         }
     }
 

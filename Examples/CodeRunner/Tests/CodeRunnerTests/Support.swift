@@ -92,34 +92,37 @@ final class RunningServer: Sendable {
 
     func post(
         _ path: String, raw: [UInt8], contentType: String = "application/json",
-        client: HTTPClient = .shared
+        client: HTTPClient = .shared, timeout: Duration = TestTime.hang
     ) async throws -> HTTPAnswer {
         var request = HTTPClientRequest(url: base + path)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: contentType)
         request.body = .bytes(ByteBuffer(bytes: raw))
-        return try await send(request, client: client)
+        return try await send(request, client: client, timeout: timeout)
     }
 
-    func post(_ path: String, json body: RunBody, client: HTTPClient = .shared) async throws -> HTTPAnswer {
-        try await post(path, raw: Array(try JSONEncoder().encode(body)), client: client)
+    func post(
+        _ path: String, json body: RunBody, client: HTTPClient = .shared, timeout: Duration = TestTime.hang
+    ) async throws -> HTTPAnswer {
+        try await post(path, raw: Array(try JSONEncoder().encode(body)), client: client, timeout: timeout)
     }
 
     /// Runs a body and decodes the report; fails the test on anything but 200.
+    /// `timeout` bounds the request (a hang detector).
     func run(
-        _ body: RunBody, client: HTTPClient = .shared,
+        _ body: RunBody, client: HTTPClient = .shared, timeout: Duration = TestTime.hang,
         sourceLocation: SourceLocation = #_sourceLocation
     ) async throws -> Report {
-        let answer = try await post("/run", json: body, client: client)
+        let answer = try await post("/run", json: body, client: client, timeout: timeout)
         try #require(answer.status == 200, "status \(answer.status): \(answer.body)", sourceLocation: sourceLocation)
         return try JSONDecoder().decode(Report.self, from: Data(answer.body.utf8))
     }
 
     func send(
         _ request: HTTPClientRequest, client: HTTPClient = .shared,
-        timeout: TimeAmount = .seconds(60)
+        timeout: Duration = TestTime.hang
     ) async throws -> HTTPAnswer {
-        let response = try await client.execute(request, timeout: timeout)
+        let response = try await client.execute(request, timeout: timeout.timeAmount)
         let body = try await response.body.collect(upTo: 16 << 20)
         return HTTPAnswer(status: Int(response.status.code), headers: response.headers, body: String(buffer: body))
     }
@@ -129,21 +132,34 @@ final class RunningServer: Sendable {
         (try? FileManager.default.contentsOfDirectory(atPath: scratchRoot)) ?? []
     }
 
-    /// Waits (bounded) for the scratch root to be empty; returns what is left.
-    func waitForEmptyScratch(within seconds: Double = 10) async -> [String] {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
+    /// Waits (bounded by `within`, a hang detector) for the scratch root to be
+    /// empty; returns what is left.
+    func waitForEmptyScratch(within bound: Duration = TestTime.hang) async -> [String] {
+        let deadline = ContinuousClock.now + bound
+        while ContinuousClock.now < deadline {
             if scratchEntries().isEmpty { return [] }
             try? await Task.sleep(for: .milliseconds(50))
         }
         return scratchEntries()
     }
 
+    /// Waits (bounded by `within`, a hang detector) until `GET /health` shows
+    /// `"running": count`; false if it never did.
+    func waitUntilRunning(_ count: Int, within bound: Duration = TestTime.hang) async throws -> Bool {
+        let deadline = ContinuousClock.now + bound
+        while ContinuousClock.now < deadline {
+            if try await get("/health").body.contains("\"running\": \(count)") { return true }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+
     func stop() async {
         guard process.isRunning else { return }
         kill(process.processIdentifier, SIGTERM)
-        let deadline = Date().addingTimeInterval(15)
-        while process.isRunning && Date() < deadline {
+        // Nothing runs any more: it should stop at once (then SIGKILL).
+        let deadline = ContinuousClock.now + TestTime.endsBy(.zero)
+        while process.isRunning && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(50))
         }
         if process.isRunning {
@@ -181,6 +197,10 @@ func makeTemporaryDirectory(_ prefix: String) throws -> String {
 
 /// Starts a server, waits until it prints its port and answers /health, runs `body`,
 /// checks that no scratch directory is left, and stops the server (whatever happens).
+///
+/// A run that gives no wall limit gets ``TestTime/hang`` (a run meant to end by
+/// itself is not cut short on a loaded machine), and a request may ask for up to
+/// ``TestTime/childLifetime`` (a run that something else must end).
 func withServer(_ arguments: [String] = [], _ body: (RunningServer) async throws -> Void) async throws {
     let work = try makeTemporaryDirectory("code-runner-test")
     let scratch = work + "/scratch"
@@ -191,7 +211,12 @@ func withServer(_ arguments: [String] = [], _ body: (RunningServer) async throws
 
     let process = Process()
     process.executableURL = URL(fileURLWithPath: serverBinary())
-    process.arguments = ["--host", "127.0.0.1", "--port", "0", "--scratch-root", scratch] + arguments
+    process.arguments =
+        [
+            "--host", "127.0.0.1", "--port", "0", "--scratch-root", scratch,
+            "--default-wall-seconds", "\(TestTime.hang.inSeconds)",
+            "--max-wall-seconds", "\(TestTime.childLifetime.inSeconds)",
+        ] + arguments
     let stdout = Pipe()
     process.standardOutput = stdout
     process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
@@ -210,11 +235,10 @@ func withServer(_ arguments: [String] = [], _ body: (RunningServer) async throws
     var server: RunningServer? = nil
     do {
         // The port, from "code-runner listening on http://127.0.0.1:PORT".
-        // Generous: at startup the server probes its interpreters, and a loaded
-        // 2-core machine was seen taking most of a minute for the first start.
-        let deadline = Date().addingTimeInterval(150)
+        // Generous (TestTime.serverStart): at startup the server probes its interpreters.
+        let deadline = ContinuousClock.now + TestTime.serverStart
         var port: Int? = nil
-        while port == nil && Date() < deadline && process.isRunning {
+        while port == nil && ContinuousClock.now < deadline && process.isRunning {
             let text = printed.withLock { $0 }
             if let range = text.range(of: "listening on http://127.0.0.1:") {
                 let digits = text[range.upperBound...].prefix { $0.isNumber }
@@ -258,15 +282,46 @@ func processIsAlive(_ pid: Int) -> Bool {
     return state != "Z" && state != "X"
 }
 
-/// Waits (bounded) until none of `pids` is alive; returns the ones still alive.
-func waitUntilGone(_ pids: [Int], within seconds: Double) async -> [Int] {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
+/// Waits (bounded by `within`, a hang detector) until none of `pids` is alive;
+/// returns the ones still alive, after killing them (they live for
+/// TestTime.childLifetime: a failed test must not leave them behind).
+func waitUntilGone(_ pids: [Int], within bound: Duration = TestTime.hang) async -> [Int] {
+    let deadline = ContinuousClock.now + bound
+    while ContinuousClock.now < deadline {
         let alive = pids.filter(processIsAlive)
         if alive.isEmpty { return [] }
         try? await Task.sleep(for: .milliseconds(50))
     }
-    return pids.filter(processIsAlive)
+    let alive = pids.filter(processIsAlive)
+    for pid in alive { kill(pid_t(pid), SIGKILL) }
+    return alive
+}
+
+/// A file a run waits for before it goes on, created by the test when it has seen
+/// what it needed (the first output, a refused request): the run then holds its
+/// slot, or keeps running, exactly as long as the test needs, with no sleep whose
+/// length is a guess. In a directory the sandbox user can reach.
+struct Gate: Sendable {
+    let directory: String
+    var path: String { directory + "/go" }
+
+    init() throws {
+        directory = try makeTemporaryDirectory("code-runner-gate")
+    }
+
+    /// Lets the waiting run go on.
+    func open() {
+        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        if fd >= 0 { close(fd) }
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: directory) }
+
+    /// sh lines that wait for the gate.
+    var shellWait: String { "while [ ! -e '\(path)' ]; do sleep 0.01; done" }
+
+    /// Python lines that wait for the gate.
+    var pythonWait: String { "import os, time\nwhile not os.path.exists('\(path)'):\n    time.sleep(0.01)\n" }
 }
 
 /// One server-sent event.

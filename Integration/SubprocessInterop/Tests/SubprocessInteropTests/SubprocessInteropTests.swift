@@ -16,12 +16,48 @@ import Glibc
 import Musl
 #endif
 
+// MARK: - Time
+
+/// Every wall-clock bound these tests use comes from here (the meaning of the root
+/// package's Tests/TestSupport/TestTime.swift, which this package cannot import):
+/// wide on purpose (CI shares 2 cores with whatever else runs), scaled for a
+/// sanitizer and by `ASYNCSPAWN_TEST_TIME_SCALE`. Children that a library must end
+/// (a timeout, a cancellation) live for ``childLifetime``, beyond any bound.
+enum TestTime {
+    /// 1 for a plain build, 4 under a sanitizer, times `ASYNCSPAWN_TEST_TIME_SCALE`
+    /// when it is set (a number >= 1).
+    static let scale: Double = {
+        let sanitized = dlsym(nil, "__asan_init") != nil || dlsym(nil, "__tsan_init") != nil
+        var s = sanitized ? 4.0 : 1.0
+        if let text = ProcessInfo.processInfo.environment["ASYNCSPAWN_TEST_TIME_SCALE"],
+           let extra = Double(text), extra >= 1
+        {
+            s *= extra
+        }
+        return s
+    }()
+
+    /// How long an operation may take before a test calls it hung; waits that
+    /// poll return as soon as their condition holds. 60 s on a plain build.
+    static var hang: Duration { .seconds(60 * scale) }
+
+    /// A hang detector for a whole test's batch of calls (several hundred, 24 in
+    /// flight): 120 s on a plain build.
+    static var batch: Duration { hang * 2 }
+
+    /// How long a child that a library must end would live on its own.
+    static let childLifetime: Duration = .seconds(3600)
+
+    /// ``childLifetime`` as an argument for `sleep(1)`.
+    static let childSleep = "3600"
+}
+
 /// Tests that measure the whole process (children, descriptors): one at a time.
 @Suite(.serialized)
 struct SubprocessInteropTests {
     static let rounds = 200        // children of each library per test
     static let width = 24          // calls in flight at once
-    static let deadline = Duration.seconds(120)
+    static var deadline: Duration { TestTime.batch }
 
     /// AsyncSpawn and swift-subprocess (200 children each, interleaved, 24 calls in
     /// flight) plus Foundation's Process on a thread of its own: every call of each
@@ -79,11 +115,11 @@ enum Job: Sendable {
     case asyncSpawnExit(Int)
     /// swift-subprocess `run` of the same, with its own text.
     case subprocessExit(Int)
-    /// AsyncSpawn `run` of `sleep 30` with a 200 ms timeout.
+    /// AsyncSpawn `run` of `sleep 3600` (TestTime.childSleep) with a 200 ms timeout.
     case asyncSpawnTimeout(Int)
-    /// AsyncSpawn `withChildProcess` of `sleep 30`, its task cancelled once the child runs.
+    /// AsyncSpawn `withChildProcess` of `sleep 3600`, its task cancelled once the child runs.
     case asyncSpawnCancelled(Int)
-    /// swift-subprocess `run` of `sleep 30`, its task cancelled once the child runs.
+    /// swift-subprocess `run` of `sleep 3600`, its task cancelled once the child runs.
     case subprocessCancelled(Int)
 
     var kind: String {
@@ -147,7 +183,7 @@ func callSubprocessExit(_ k: Int) async -> [String] {
 }
 
 func callAsyncSpawnTimeout(_ k: Int) async -> [String] {
-    var config = AsyncSpawn.Configuration(executable: "/bin/sleep", arguments: ["30"])
+    var config = AsyncSpawn.Configuration(executable: "/bin/sleep", arguments: [TestTime.childSleep])
     config.timeout = .milliseconds(200)
     config.teardown = Teardown(signal: .terminate, grace: .seconds(2))
     do {
@@ -165,7 +201,7 @@ func callAsyncSpawnCancelled(_ k: Int) async -> [String] {
     let (started, startedSignal) = AsyncStream.makeStream(of: Int32.self)
     let task = Task { () async throws -> (ProcessReport, Termination) in
         let (termination, report) = try await withChildProcess(
-            AsyncSpawn.Configuration(executable: "/bin/sleep", arguments: ["30"])
+            AsyncSpawn.Configuration(executable: "/bin/sleep", arguments: [TestTime.childSleep])
         ) { child in
             startedSignal.yield(child.processID)
             startedSignal.finish()
@@ -186,7 +222,7 @@ func callAsyncSpawnCancelled(_ k: Int) async -> [String] {
     var issues: [String] = []
     switch await task.result {
     case .success(let (report, termination)):
-        // `sleep 30` cannot end by itself here: the teardown's SIGTERM ended it.
+        // `sleep 3600` cannot end by itself here: the teardown's SIGTERM ended it.
         if report.outcome != .cancelled || termination != .signaled(.terminate) || report.termination != termination {
             issues.append("asyncspawn cancelled \(k): \(termination), report \(report.termination) \(report.outcome)")
         }
@@ -202,11 +238,11 @@ func callAsyncSpawnCancelled(_ k: Int) async -> [String] {
 func callSubprocessCancelled(_ k: Int) async -> [String] {
     let (started, startedSignal) = AsyncStream.makeStream(of: Int32.self)
     let task = Task { () async throws -> TerminationStatus in
-        let r = try await Subprocess.run(.path("/bin/sleep"), arguments: ["30"], input: .none, output: .discarded, error: .discarded) { execution in
+        let r = try await Subprocess.run(.path("/bin/sleep"), arguments: [TestTime.childSleep], input: .none, output: .discarded, error: .discarded) { execution in
             startedSignal.yield(execution.processIdentifier.value)
             startedSignal.finish()
             // Parks the body until the cancellation (the deadline bounds it).
-            try await Task.sleep(for: .seconds(600))
+            try await Task.sleep(for: TestTime.childLifetime)
         }
         return r.terminationStatus
     }
@@ -334,10 +370,11 @@ func expectClean(_ baseline: [Int32: String], sourceLocation: SourceLocation = #
     let before = baseline.filter { !isSocket($0) }
     // The peers close some descriptors on threads of their own after their calls
     // returned (Foundation's manager thread, swift-subprocess's monitor thread):
-    // give those up to 2 s to reach the baseline before judging. AsyncSpawn
-    // closes everything before its call returns.
+    // give those until TestTime.hang (the wait ends as soon as they have) to reach
+    // the baseline before judging. AsyncSpawn closes everything before its call
+    // returns.
     var now = openDescriptors().filter { !isSocket($0) }
-    let until = ContinuousClock.now + .seconds(2)
+    let until = ContinuousClock.now + TestTime.hang
     while now != before && ContinuousClock.now < until {
         usleep(10_000)
         now = openDescriptors().filter { !isSocket($0) }
