@@ -194,8 +194,11 @@ struct LimitsTests {
         let result = try await run(config)
         #expect(result.termination == .signaled(.cpuLimitExceeded))
         #expect(result.outcome == .cpuLimit)
+        // The child did spin up to about the limit. rusage is tick-sampled and
+        // under load (CI shares 2 cores) has read 0.85 s for a child the kernel
+        // signalled at 1 s of CPU: a loose lower bound, not a measurement.
         let cpu = result.usage.userTime + result.usage.systemTime
-        #expect(cpu >= .milliseconds(900), "cpu \(cpu)")
+        #expect(cpu >= .milliseconds(500), "cpu \(cpu)")
     }
 
     /// cpu soft = hard = 1 s: the kernel sends SIGKILL at the hard limit; the
