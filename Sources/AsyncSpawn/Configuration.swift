@@ -1,5 +1,9 @@
 import CSpawn
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Everything about how to start and supervise one child process.
 ///
 /// A value type: build it once, tweak copies, share it between tasks.
@@ -49,7 +53,8 @@ public struct Configuration: Sendable {
     /// A stream of exactly this many bytes is not past it. nil: no cap.
     public var outputLimit: Int?
     /// A wall-clock limit from spawn; at expiry the ``teardown`` runs and the
-    /// outcome is ``Outcome/timedOut``. nil: none.
+    /// outcome is ``Outcome/timedOut``. nil: none. Any value is accepted but a
+    /// negative one: 2^32 seconds (about 136 years) or more is the same as nil.
     public var timeout: Duration?
     /// How the child is ended on timeout, cancellation, output limit or
     /// ``ChildProcess/terminate()``: first signal, grace, then `SIGKILL`.
@@ -60,7 +65,8 @@ public struct Configuration: Sendable {
     /// How long the streams may stay open after the child and its group are gone
     /// (a process that escaped the group may still hold a pipe). Then they end at
     /// their next read that would wait: what is already in the pipe (up to 1 MiB)
-    /// is still delivered, however late the consumer reads it.
+    /// is still delivered, however late the consumer reads it. 2^32 seconds or
+    /// more: the streams wait for their writers however long they take.
     public var drainTimeout: Duration
     /// A system-call filter, compiled in the parent (cached) and loaded in the
     /// child last before exec. Implies ``noNewPrivileges``.
@@ -210,17 +216,40 @@ public enum ProcessGroup: Sendable, Hashable {
 public struct Credentials: Sendable, Hashable {
     /// The real, effective and saved user id.
     public var userID: UInt32?
-    /// The real, effective and saved group id.
+    /// The real, effective and saved group id. nil with a ``userID``: the
+    /// user's primary group from the passwd database (looked up in the parent
+    /// before the spawn), or the same number as the user id when it has no
+    /// entry; so a child never keeps the parent's group (root's gid 0) by
+    /// accident. nil without a ``userID``: unchanged.
     public var groupID: UInt32?
     /// Supplementary groups; nil: empty when `userID` or `groupID` is set
     /// (dropping privileges drops the parent's groups too), else unchanged.
     public var supplementaryGroups: [UInt32]?
 
-    /// Ids to switch to; nil leaves each unchanged.
+    /// Ids to switch to. A nil `groupID` with a `userID` is the user's primary
+    /// group (see ``groupID``); other nil values leave the id unchanged.
     public init(userID: UInt32? = nil, groupID: UInt32? = nil, supplementaryGroups: [UInt32]? = nil) {
         self.userID = userID
         self.groupID = groupID
         self.supplementaryGroups = supplementaryGroups
+    }
+
+    /// The primary group of `uid` in the passwd database (`getpwuid_r`), or
+    /// `uid` itself when it has no entry.
+    static func primaryGroup(of uid: UInt32) -> UInt32 {
+        var entry = passwd()
+        var found: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 1024)
+        while true {
+            let rc = buffer.withUnsafeMutableBufferPointer {
+                getpwuid_r(uid, &entry, $0.baseAddress!, $0.count, &found)
+            }
+            if rc == ERANGE && buffer.count < 1 << 20 {
+                buffer = [CChar](repeating: 0, count: buffer.count * 4)
+                continue
+            }
+            return rc == 0 && found != nil ? entry.pw_gid : uid
+        }
     }
 }
 
@@ -268,7 +297,8 @@ public struct FileDescriptorMapping: Sendable, Hashable {
 public struct Teardown: Sendable, Hashable {
     /// The first signal. Default `SIGTERM`.
     public var signal: Signal
-    /// The wait between the first signal and `SIGKILL`. Default 2 s.
+    /// The wait between the first signal and `SIGKILL`. Default 2 s. 2^32
+    /// seconds (about 136 years) or more: `SIGKILL` is never sent.
     public var grace: Duration
 
     /// A teardown; the defaults are SIGTERM and 2 s.

@@ -73,11 +73,14 @@ extension LimitValue {
         return UInt64(s) + (atto > 0 ? 1 : 0)
     }
 
-    /// Microseconds of a non-negative duration.
+    /// Microseconds of a non-negative duration, saturating at `UInt64.max`.
     static func microseconds(_ d: Duration) -> UInt64 {
         let (s, atto) = d.components
         if s < 0 { return 0 }
-        return UInt64(s) * 1_000_000 + UInt64(atto / 1_000_000_000_000)
+        let (whole, overflow) = UInt64(s).multipliedReportingOverflow(by: 1_000_000)
+        if overflow { return .max }
+        let (total, carry) = whole.addingReportingOverflow(UInt64(atto / 1_000_000_000_000))
+        return carry ? .max : total
     }
 }
 

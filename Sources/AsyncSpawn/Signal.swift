@@ -57,13 +57,15 @@ public struct Signal: Sendable, Hashable, CustomStringConvertible {
         ("POLL", SIGIO), ("PWR", SIGPWR), ("SYS", SIGSYS),
     ]
 
-    /// Parses a signal name (`TERM`, `SIGTERM`, `term`, `RTMIN+2`) or number (`15`).
-    /// Returns nil for anything else.
+    /// Parses a signal name (`TERM`, `SIGTERM`, `term`, `RTMIN+2`, `RTMAX-3`) or
+    /// number (`15`). Returns nil for anything else, whatever its size: a number
+    /// or offset outside 1...64 (`RTMIN+2147483647`, `RTMAX--1`, `-15`, twenty
+    /// digits) is not a signal, and never traps.
     public init?(parsing text: String) {
         let trimmed = text.trimmingSpaces()
-        if let number = Int32(trimmed) {
+        if let number = Signal.smallNumber(trimmed) {
             guard number >= 1 && number <= 64 else { return nil }
-            self.init(rawValue: number)
+            self.init(rawValue: Int32(number))
             return
         }
         var name = trimmed.uppercased()
@@ -72,16 +74,28 @@ public struct Signal: Sendable, Hashable, CustomStringConvertible {
             self.init(rawValue: match.1)
             return
         }
-        let rtmin = Int32(34), rtmax = Int32(64)
-        if name == "RTMIN" { self.init(rawValue: rtmin); return }
-        if name == "RTMAX" { self.init(rawValue: rtmax); return }
-        if name.hasPrefix("RTMIN+"), let n = Int32(name.dropFirst(6)), rtmin + n <= rtmax, n >= 0 {
-            self.init(rawValue: rtmin + n); return
+        let rtmin = 34, rtmax = 64
+        if name == "RTMIN" { self.init(rawValue: Int32(rtmin)); return }
+        if name == "RTMAX" { self.init(rawValue: Int32(rtmax)); return }
+        if name.hasPrefix("RTMIN+"), let n = Signal.smallNumber(name.dropFirst(6)), rtmin + n <= rtmax {
+            self.init(rawValue: Int32(rtmin + n)); return
         }
-        if name.hasPrefix("RTMAX-"), let n = Int32(name.dropFirst(6)), rtmax - n >= rtmin, n >= 0 {
-            self.init(rawValue: rtmax - n); return
+        if name.hasPrefix("RTMAX-"), let n = Signal.smallNumber(name.dropFirst(6)), rtmax - n >= rtmin {
+            self.init(rawValue: Int32(rtmax - n)); return
         }
         return nil
+    }
+
+    /// The value of an unsigned decimal (digits only: no sign, no space), capped
+    /// at 9999 so that no arithmetic on it can overflow; nil when `text` is not
+    /// such a decimal.
+    private static func smallNumber<S: StringProtocol>(_ text: S) -> Int? {
+        guard !text.isEmpty, text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
+            return nil
+        }
+        let significant = text.utf8.drop { $0 == UInt8(ascii: "0") }
+        guard significant.count <= 4 else { return 9999 }
+        return significant.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
     }
 
     /// The conventional name without the `SIG` prefix, e.g. `TERM`, or the number.

@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -128,19 +129,26 @@ int cspawn_spawn(const cspawn_config *config, cspawn_result *result) {
         (void)mprotect(stack, GUARD_SIZE, PROT_NONE); // best effort: a missing guard is not fatal
     }
 
+    // A credential change in the child makes the memory space it shares with
+    // this process non-dumpable (the flag belongs to the mm): a server would lose
+    // its core dumps and its /proc files' ownership after its first uid drop.
+    // The flag is put back as it was (never forced to 1: it may be 0 on purpose).
+    int dumpable = -1;
+    if (config->set_uid || config->set_gid || config->set_groups) dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+
     // Block every signal (raw: glibc's pthread_sigmask keeps two of its own
     // unblocked) so that no handler of the parent runs on the child's stack
     // before the child has reset the dispositions.
     uint64_t all = ~(uint64_t)0, old = 0;
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, 8);
 
-    _cspawn_report report = {.step = CSPAWN_STEP_NONE, .error = 0};
+    volatile int pidfd = -1;
+    _cspawn_report report = {.step = CSPAWN_STEP_NONE, .error = 0, .pidfd = &pidfd};
     _cspawn_child_context context = {
         .config = config,
         .report = &report,
         .envp = config->envp ? config->envp : environ,
     };
-    int pidfd = -1;
     int mode = __atomic_load_n(&pidfd_mode, __ATOMIC_RELAXED);
     // SIGCHLD as the exit signal, like posix_spawn (execve would reset any other
     // exit signal to SIGCHLD anyway). Someone else's waitpid(-1) can therefore
@@ -149,7 +157,7 @@ int cspawn_spawn(const cspawn_config *config, cspawn_result *result) {
     pid_t pid;
     int clone_errno = 0;
     if (mode == 0 || mode == 1) {
-        pid = cspawn_clone(_cspawn_child, stack + STACK_SIZE + GUARD_SIZE, flags | CLONE_PIDFD, &context, &pidfd);
+        pid = cspawn_clone(_cspawn_child, stack + STACK_SIZE + GUARD_SIZE, flags | CLONE_PIDFD, &context, (int *)&pidfd);
         clone_errno = errno;
         if (pid < 0 && clone_errno == EINVAL && mode == 0) {
             // A kernel before 5.2: no CLONE_PIDFD.
@@ -167,6 +175,8 @@ int cspawn_spawn(const cspawn_config *config, cspawn_result *result) {
     }
 
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, 8);
+    if (dumpable >= 0 && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != dumpable)
+        (void)prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0); // cannot fail for 0 or 1
     // The child is done with the stack (it exec'd or exited: CLONE_VFORK).
     char *expected = NULL;
     if (!__atomic_compare_exchange_n(&cached_stack, &expected, stack, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
@@ -257,6 +267,10 @@ int cspawn_pidfd_supported(void) {
 }
 
 char **cspawn_environ(void) { return environ; }
+
+int cspawn_get_dumpable(void) { return prctl(PR_GET_DUMPABLE, 0, 0, 0, 0); }
+
+int cspawn_set_dumpable(int value) { return prctl(PR_SET_DUMPABLE, value, 0, 0, 0) == 0 ? 0 : -errno; }
 
 #include <dirent.h>
 #include <stdio.h>

@@ -70,10 +70,13 @@ enum ValueParsing {
         }
     }
 
+    /// The largest DURATION (README: "at most 999,999,999 seconds").
+    static let maximumSeconds: Double = 999_999_999
+
     /// A duration: a decimal number with an optional unit `ms`, `s`, `m`, `h`
-    /// (no unit: seconds).
+    /// (no unit: seconds), at most ``maximumSeconds``.
     static func duration(_ text: String, option: String) throws -> Duration {
-        let bad = UsageError(message: "invalid value '\(text)' for --\(option): expected a non-negative decimal number with an optional unit ms, s, m or h")
+        let bad = UsageError(message: "invalid value '\(text)' for --\(option): expected a non-negative decimal number with an optional unit ms, s, m or h, at most \(Int(maximumSeconds)) seconds")
         var number = Substring(text)
         var scale: Double = 1
         if number.hasSuffix("ms") { scale = 0.001; number.removeLast(2) }
@@ -85,7 +88,7 @@ enum ValueParsing {
               number.filter({ $0 == "." }).count <= 1, number != ".",
               let value = Double(number), value.isFinite, value >= 0 else { throw bad }
         let seconds = value * scale
-        guard seconds < 1e9 else { throw bad }
+        guard seconds <= maximumSeconds else { throw bad }
         let whole = seconds.rounded(.down)
         return .seconds(Int64(whole)) + .nanoseconds(Int64(((seconds - whole) * 1e9).rounded()))
     }

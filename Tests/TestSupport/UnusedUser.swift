@@ -33,8 +33,27 @@ public enum UnusedUser {
     /// True when no passwd or group entry names `id` and no live process has it
     /// as its real, effective, saved or file-system uid.
     public static func isUnused(_ id: UInt32) -> Bool {
-        if getpwuid(id) != nil || getgrgid(id) != nil { return false }
+        if passwdEntry(id) != nil || groupExists(id) { return false }
         return processes(withUID: id).isEmpty
+    }
+
+    /// The primary group of `uid` in the passwd database, nil when it has no
+    /// entry (getpwuid_r: tests run in parallel, getpwuid's buffer is shared).
+    public static func passwdEntry(_ uid: UInt32) -> (name: String, primaryGroup: UInt32)? {
+        var entry = passwd()
+        var found: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 16384)
+        let rc = buffer.withUnsafeMutableBufferPointer { getpwuid_r(uid, &entry, $0.baseAddress!, $0.count, &found) }
+        guard rc == 0, found != nil else { return nil }
+        return (String(cString: entry.pw_name), entry.pw_gid)
+    }
+
+    private static func groupExists(_ gid: UInt32) -> Bool {
+        var entry = group()
+        var found: UnsafeMutablePointer<group>?
+        var buffer = [CChar](repeating: 0, count: 65536)
+        let rc = buffer.withUnsafeMutableBufferPointer { getgrgid_r(gid, &entry, $0.baseAddress!, $0.count, &found) }
+        return rc == 0 && found != nil
     }
 
     /// The pids whose real, effective, saved or file-system uid is `id`.

@@ -134,11 +134,40 @@ struct CredentialTests {
         #expect(r.stdoutString == "65534\n65534\n65534\n", "\(r)")
     }
 
-    @Test("--uid alone changes only the user", .enabled(if: getuid() == 0))
-    func uidOnly() {
-        let r = CLI.spawn(["--uid", "65534", "--cwd", "/", "sh", "-c", "id -u; id -g"])
+    /// Issue 11, defect 2: on the main of 2026-12-03 the child kept gid 0 (this
+    /// test printed "65534\n0\n"), so a root-group-writable file stayed writable.
+    @Test("--uid alone sets the gid to the user's primary group, and drops the groups", .enabled(if: getuid() == 0))
+    func uidOnly() throws {
+        let primary = try #require(UnusedUser.passwdEntry(65534), "no passwd entry for 65534").primaryGroup
+        let r = CLI.spawn(["--uid", "65534", "--cwd", "/", "sh", "-c", "id -u; id -g; id -G"])
         #expect(r.status == 0, "\(r)")
-        #expect(r.stdoutString == "65534\n\(getgid())\n", "\(r)")
+        #expect(r.stdoutString == "65534\n\(primary)\n\(primary)\n", "\(r)")
+    }
+
+    @Test("--uid alone with a uid that has no passwd entry: the gid is the same number", .enabled(if: getuid() == 0))
+    func uidWithoutEntry() throws {
+        let id = try UnusedUser.next()
+        let r = CLI.spawn(["--uid", "\(id)", "--cwd", "/", "sh", "-c", "id -u; id -g; id -G"])
+        #expect(r.status == 0, "\(r)")
+        #expect(r.stdoutString == "\(id)\n\(id)\n\(id)\n", "\(r)")
+    }
+
+    /// Issue 11, defect 2, as the attacker saw it: a file writable by the root
+    /// group, and a child started with --uid only. On the main of 2026-12-03 the
+    /// write succeeded.
+    @Test("--uid alone cannot write a root-group-writable file", .enabled(if: getuid() == 0))
+    func rootGroupFileStaysClosed() throws {
+        let dir = "/tmp/asyncspawn-gid-\(getpid())-\(Int.random(in: 0...999_999))"
+        mkdir(dir, 0o755)
+        defer { unlink(dir + "/f"); rmdir(dir) }
+        let fd = open(dir + "/f", O_CREAT | O_WRONLY | O_CLOEXEC, 0o660)
+        #expect(fd >= 0)
+        fchown(fd, 0, 0)
+        fchmod(fd, 0o660)
+        close(fd)
+        let r = CLI.spawn(["--json", "--uid", "65534", "--cwd", "/", "sh", "-c", "echo x >> \(dir)/f"])
+        let report = try checkedReport(r)
+        #expect(report.exit_code != 0, "the child wrote a root-group-writable file: \(r)")
     }
 
     static var ownNoNewPrivs: Bool {

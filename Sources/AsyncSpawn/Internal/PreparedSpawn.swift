@@ -48,7 +48,7 @@ final class PreparedSpawn: @unchecked Sendable {
                 config.groups = UnsafePointer(g)
                 config.group_count = Int32(groups.count)
             }
-            if let gid = credentials.groupID {
+            if let gid = credentials.groupID ?? credentials.userID.map(Credentials.primaryGroup(of:)) {
                 config.set_gid = 1
                 config.gid = gid
             }

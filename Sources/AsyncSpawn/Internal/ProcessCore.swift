@@ -118,18 +118,20 @@ final class ProcessCore: Sendable {
             // Something is left in the group (or only zombies that init has not
             // reaped yet): give it the grace, then SIGKILL.
             if teardown.signal != .kill { _ = cspawn_signal_group(group, SIGCONT) }
-            pollGroup(group, deadline: now + teardown.grace, pause: .milliseconds(1))
+            // A grace of Reactor.never or more never escalates.
+            let deadline = teardown.grace < Reactor.never ? now + teardown.grace : nil
+            pollGroup(group, deadline: deadline, pause: .milliseconds(1))
             return
         }
         settle()
     }
 
     /// One step of the group's grace, on a reactor timer.
-    private func pollGroup(_ group: Int32, deadline: ContinuousClock.Instant, pause: Duration) {
+    private func pollGroup(_ group: Int32, deadline: ContinuousClock.Instant?, pause: Duration) {
         Reactor.shared.schedule(after: pause) { [self] in
             if cspawn_group_has_live_members(group) == 0 {
                 self.settle()
-            } else if ContinuousClock.now >= deadline {
+            } else if let deadline, ContinuousClock.now >= deadline {
                 _ = cspawn_signal_group(group, SIGKILL)
                 self.settle()
             } else {

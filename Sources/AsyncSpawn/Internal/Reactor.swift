@@ -239,9 +239,19 @@ final class Reactor: Sendable {
     /// Runs `body` on the reactor thread after `delay`, independently of Swift's
     /// cooperative pool (a server that blocks its pool must not delay a timeout).
     /// Returns an id for ``cancelTimer(_:)``.
+    ///
+    /// A delay of ``never`` or longer is never due: `body` is dropped, and the
+    /// id is still one that ``cancelTimer(_:)`` accepts. (Adding such a delay to
+    /// the clock could trap; and a timer 136 years away is not one.)
     @discardableResult
     func schedule(after delay: Duration, _ body: @escaping @Sendable () -> Void) -> UInt64 {
-        let deadline = ContinuousClock.now + delay
+        guard delay < Self.never else {
+            return state.withLock { s in
+                s.nextID += 1
+                return s.nextID
+            }
+        }
+        let deadline = ContinuousClock.now + max(delay, .zero)
         let (id, earliest) = state.withLock { s -> (UInt64, Bool) in
             s.nextID += 1
             let earliest = s.timers.nextDeadline.map { deadline < $0 } ?? true
@@ -254,6 +264,11 @@ final class Reactor: Sendable {
         if earliest && cspawn_is_reactor_thread() == 0 { cspawn_eventfd_signal(wakeFD) }
         return id
     }
+
+    /// The shortest delay that counts as "never" (2^32 s, about 136 years).
+    /// Every delay the library takes from a caller (a timeout, a grace period, a
+    /// drain deadline) saturates here instead of trapping.
+    static let never = Duration.seconds(Int64(1) << 32)
 
     /// Cancels a timer that has not fired yet.
     func cancelTimer(_ id: UInt64) {

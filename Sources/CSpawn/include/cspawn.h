@@ -144,6 +144,12 @@ int cspawn_pidfd_supported(void);
 /// 1 when the process group `pgid` has a member that is not a zombie, else 0.
 int cspawn_group_has_live_members(pid_t pgid);
 
+/// prctl(PR_GET_DUMPABLE) / prctl(PR_SET_DUMPABLE, value) of this process
+/// (prctl is variadic, so Swift cannot call it). A spawn that changes
+/// credentials leaves the flag as it found it; tests check that with these.
+int cspawn_get_dumpable(void);
+int cspawn_set_dumpable(int value);
+
 /// This process's `environ`.
 char **cspawn_environ(void);
 
