@@ -17,6 +17,7 @@ LIBRARY_ALONE=(
     ExitTests TimeoutTests CancellationTests OutputLimitTests
     RaceTests
     RobustnessTests
+    StoppedChildTests
     StressNGTests PipeMisbehaviourTests ExecFailureTests ExecFailureLeakTests
     ReactorTests
     InteropTests
@@ -25,6 +26,7 @@ LIBRARY_ALONE=(
 # Suites of spawnTests that run alone.
 CLI_ALONE=(
     TeardownTests
+    StoppedChildTests
     ExitStatusTests
     OutcomeTests
 )

@@ -68,6 +68,18 @@ public struct Configuration: Sendable {
     /// is still delivered, however late the consumer reads it. 2^32 seconds or
     /// more: the streams wait for their writers however long they take.
     public var drainTimeout: Duration
+    /// The longest the child may take from the start of the spawn to its exec,
+    /// when no ``timeout`` comes first. A child stopped or stuck before its exec
+    /// (another process of the uid it dropped to can SIGSTOP it) is killed then,
+    /// and the spawn fails with ``SpawnError/Code/childSetupFailed``, step
+    /// `exec`, errno `ETIMEDOUT`. With a shorter ``timeout``, the timeout ends it
+    /// instead (outcome ``Outcome/timedOut``, `SIGKILL`). Default 10 s; 2^32
+    /// seconds or more: no deadline (the child holds one spawning thread until
+    /// it execs).
+    public var preExecDeadline: Duration
+    /// Tests only: the child stops itself (SIGSTOP) right before its exec, as an
+    /// attacker of its uid would, so that the pre-exec watchdog can be tested.
+    var testStopBeforeExec = false
     /// A system-call filter, compiled in the parent (cached) and loaded in the
     /// child last before exec. Implies ``noNewPrivileges``.
     public var seccomp: SeccompFilter?
@@ -99,6 +111,7 @@ public struct Configuration: Sendable {
         self.teardown = Teardown()
         self.tearDownGroupOnExit = true
         self.drainTimeout = .milliseconds(250)
+        self.preExecDeadline = .seconds(10)
         self.seccomp = nil
         self.seccompProgram = nil
         self.maximumLineLength = 1 << 20

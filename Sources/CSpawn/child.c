@@ -281,6 +281,9 @@ CHILD_CODE int _cspawn_child(void *argument) {
         if (r < 0) fail(report, CSPAWN_STEP_SECCOMP, r);
     }
 
+    // Tests only: stop here as if another process of this uid had sent SIGSTOP.
+    if (c->test_stop_before_exec) sys(SYS_kill, sys(SYS_getpid, 0, 0, 0, 0, 0), SIGSTOP, 0, 0, 0);
+
     // 12. Exec. On success the parent resumes (CLONE_VFORK) and finds no report.
     r = sys(SYS_execve, (long)c->path, (long)c->argv, (long)context->envp, 0, 0);
     fail(report, CSPAWN_STEP_EXEC, r);

@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -102,7 +103,58 @@ static void reap(pid_t pid) {
     }
 }
 
+// Spawns that change credentials, on any thread, and the dumpable flag as it
+// was before the first of them: with several spawning threads, one child's uid
+// drop clears the flag while another spawn reads it, so the flag is saved when
+// the count leaves 0 and restored when it comes back to 0.
+static pthread_mutex_t credential_lock = PTHREAD_MUTEX_INITIALIZER;
+static int credential_spawns;
+static int saved_dumpable;
+
+static void credential_spawn_begins(void) {
+    pthread_mutex_lock(&credential_lock);
+    if (credential_spawns++ == 0) saved_dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    pthread_mutex_unlock(&credential_lock);
+}
+
+static void credential_spawn_ends(void) {
+    pthread_mutex_lock(&credential_lock);
+    if (--credential_spawns == 0 && saved_dumpable >= 0 && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != saved_dumpable)
+        (void)prctl(PR_SET_DUMPABLE, saved_dumpable, 0, 0, 0); // cannot fail for 0 or 1
+    pthread_mutex_unlock(&credential_lock);
+}
+
+enum { CSPAWN_WATCH_IDLE = 0, CSPAWN_WATCH_IN_CLONE = 1, CSPAWN_WATCH_SIGNALLING = 2 };
+
+int cspawn_watch_kill(cspawn_watch *watch) {
+    int expected = CSPAWN_WATCH_IN_CLONE;
+    if (!__atomic_compare_exchange_n(&watch->state, &expected, CSPAWN_WATCH_SIGNALLING, 0, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED))
+        return expected == CSPAWN_WATCH_SIGNALLING ? -1 : 0;
+    // The spawning thread waits for the state to leave SIGNALLING before it
+    // closes or hands on the pidfd: the descriptor cannot be reused under us.
+    int result = 1;
+    if (!__atomic_load_n(&watch->killed, __ATOMIC_RELAXED)) {
+        int target = __atomic_load_n(&watch->target, __ATOMIC_RELAXED);
+        if (target < 0) {
+            result = -1;
+        } else {
+            long r = watch->is_pid ? kill(target, SIGKILL) : syscall(SYS_pidfd_send_signal, target, SIGKILL, NULL, 0);
+            (void)r; // ESRCH: it is already gone, which is what we want
+            __atomic_store_n(&watch->killed, 1, __ATOMIC_RELAXED);
+        }
+    }
+    __atomic_store_n(&watch->state, CSPAWN_WATCH_IN_CLONE, __ATOMIC_RELEASE);
+    return result;
+}
+
+int cspawn_watch_killed(const cspawn_watch *watch) { return __atomic_load_n(&watch->killed, __ATOMIC_ACQUIRE); }
+
 int cspawn_spawn(const cspawn_config *config, cspawn_result *result) {
+    return cspawn_spawn_watched(config, result, NULL);
+}
+
+int cspawn_spawn_watched(const cspawn_config *config, cspawn_result *result, cspawn_watch *watch) {
     result->pid = -1;
     result->pidfd = -1;
     result->step = CSPAWN_STEP_NONE;
@@ -133,8 +185,8 @@ int cspawn_spawn(const cspawn_config *config, cspawn_result *result) {
     // this process non-dumpable (the flag belongs to the mm): a server would lose
     // its core dumps and its /proc files' ownership after its first uid drop.
     // The flag is put back as it was (never forced to 1: it may be 0 on purpose).
-    int dumpable = -1;
-    if (config->set_uid || config->set_gid || config->set_groups) dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    int changes_credentials = config->set_uid || config->set_gid || config->set_groups;
+    if (changes_credentials) credential_spawn_begins();
 
     // Block every signal (raw: glibc's pthread_sigmask keeps two of its own
     // unblocked) so that no handler of the parent runs on the child's stack
@@ -142,13 +194,20 @@ int cspawn_spawn(const cspawn_config *config, cspawn_result *result) {
     uint64_t all = ~(uint64_t)0, old = 0;
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, 8);
 
-    volatile int pidfd = -1;
-    _cspawn_report report = {.step = CSPAWN_STEP_NONE, .error = 0, .pidfd = &pidfd};
+    // Where the kernel stores the child's pidfd (or pid) before the child runs:
+    // the watch, so that a watchdog can read it while clone() blocks.
+    cspawn_watch local_watch = {.target = -1, .is_pid = 0, .state = CSPAWN_WATCH_IDLE, .killed = 0};
+    if (!watch) watch = &local_watch;
+    __atomic_store_n(&watch->target, -1, __ATOMIC_RELAXED);
+    __atomic_store_n(&watch->killed, 0, __ATOMIC_RELAXED);
+    volatile int *const pidfd_slot = &watch->target;
+    _cspawn_report report = {.step = CSPAWN_STEP_NONE, .error = 0, .pidfd = pidfd_slot};
     _cspawn_child_context context = {
         .config = config,
         .report = &report,
         .envp = config->envp ? config->envp : environ,
     };
+    int pidfd = -1;
     int mode = __atomic_load_n(&pidfd_mode, __ATOMIC_RELAXED);
     // SIGCHLD as the exit signal, like posix_spawn (execve would reset any other
     // exit signal to SIGCHLD anyway). Someone else's waitpid(-1) can therefore
@@ -156,8 +215,11 @@ int cspawn_spawn(const cspawn_config *config, cspawn_result *result) {
     int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
     pid_t pid;
     int clone_errno = 0;
+    __atomic_store_n(&watch->state, CSPAWN_WATCH_IN_CLONE, __ATOMIC_RELEASE);
     if (mode == 0 || mode == 1) {
-        pid = cspawn_clone(_cspawn_child, stack + STACK_SIZE + GUARD_SIZE, flags | CLONE_PIDFD, &context, (int *)&pidfd);
+        watch->is_pid = 0;
+        pid = cspawn_clone(_cspawn_child, stack + STACK_SIZE + GUARD_SIZE, flags | CLONE_PIDFD, &context,
+                           (int *)pidfd_slot);
         clone_errno = errno;
         if (pid < 0 && clone_errno == EINVAL && mode == 0) {
             // A kernel before 5.2: no CLONE_PIDFD.
@@ -169,14 +231,28 @@ int cspawn_spawn(const cspawn_config *config, cspawn_result *result) {
         }
     }
     if (mode >= 2) {
-        pidfd = -1;
-        pid = cspawn_clone(_cspawn_child, stack + STACK_SIZE + GUARD_SIZE, flags, &context, NULL);
+        // No pidfds: the kernel stores the pid instead (CLONE_PARENT_SETTID), so
+        // a watchdog can still kill by pid (stable: the child is ours and unreaped).
+        __atomic_store_n(&watch->target, -1, __ATOMIC_RELAXED);
+        watch->is_pid = 1;
+        report.pidfd = NULL; // the slot holds a pid now: not for pidfd_send_signal
+        pid = cspawn_clone(_cspawn_child, stack + STACK_SIZE + GUARD_SIZE, flags | CLONE_PARENT_SETTID, &context,
+                           (int *)pidfd_slot);
         clone_errno = errno;
     }
+    // Out of clone: wait for a watchdog that is signalling right now to finish
+    // before the pidfd is read, closed or handed on (a few instructions).
+    for (;;) {
+        int expected = CSPAWN_WATCH_IN_CLONE;
+        if (__atomic_compare_exchange_n(&watch->state, &expected, CSPAWN_WATCH_IDLE, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED))
+            break;
+        sched_yield();
+    }
+    if (mode == 1 || mode == 0) pidfd = __atomic_load_n(&watch->target, __ATOMIC_RELAXED);
 
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, NULL, 8);
-    if (dumpable >= 0 && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != dumpable)
-        (void)prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0); // cannot fail for 0 or 1
+    if (changes_credentials) credential_spawn_ends();
     // The child is done with the stack (it exec'd or exited: CLONE_VFORK).
     char *expected = NULL;
     if (!__atomic_compare_exchange_n(&cached_stack, &expected, stack, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED))

@@ -29,7 +29,7 @@ struct SaturationTests {
     /// group's poll deadline).
     @Test func hugeGraceAndDrainTimeout() async throws {
         var config = Probe.config("sleep", TestTime.childSleep)
-        config.timeout = .milliseconds(100)
+        config.timeout = .seconds(1)
         config.teardown = Teardown(signal: .terminate, grace: .seconds(Int64.max))
         config.drainTimeout = .seconds(Int64.max)
         let result = try await withDeadline(TestTime.hang) { [config] in try await run(config) }
@@ -39,15 +39,18 @@ struct SaturationTests {
 
     /// A huge grace with a child that ignores the first signal: no SIGKILL comes
     /// (checked for a second after the timeout), the test ends the child itself.
+    /// (A timeout of 1 s: it counts from the start of the spawn, so a much
+    /// shorter one could expire before the child's exec on a busy machine, and
+    /// end it there with SIGKILL, which is not what this test is about.)
     @Test func hugeGraceNeverSendsKill() async throws {
         var config = Probe.config("ignore-term", TestTime.childSleep)
-        config.timeout = .milliseconds(100)
+        config.timeout = .seconds(1)
         config.teardown = Teardown(signal: .terminate, grace: .seconds(Int64.max))
         let (alive, report) = try await withDeadline(TestTime.hang) { [config] in
             try await withChildProcess(config) { child -> Bool in
                 var lines = child.standardOutput.lines.makeAsyncIterator()
                 _ = try await lines.next()  // "ready": SIGTERM is ignored from here on
-                try await Task.sleep(for: .seconds(1.1))
+                try await Task.sleep(for: .seconds(2))
                 let alive = kill(child.processID, 0) == 0
                 kill(child.processID, SIGKILL)
                 return alive
@@ -69,10 +72,11 @@ struct SaturationTests {
             case 0: .random(in: .min ... .max, using: &generator)
             case 1: .random(in: (Int64(1) << 32) ... .max, using: &generator)
             case 2: Int64.max - .random(in: 0...1000, using: &generator)
-            default: .random(in: -1000...0, using: &generator)
+            default: (Int64(1) << 32) + .random(in: -1000...1000, using: &generator)
             }
             let delay = Duration.seconds(seconds) + .nanoseconds(.random(in: 0..<1_000_000_000, using: &generator))
-            if delay <= .zero { continue }  // a due timer would fire: not what this test is about
+            // A timer due within the test would fire: not what this test is about.
+            if delay < .seconds(3600) { continue }
             ids.append(reactor.schedule(after: delay) { Issue.record("a timer \(delay) away fired") })
         }
         #expect(Set(ids).count == ids.count)

@@ -17,6 +17,20 @@ struct Launched: Sendable {
     }
 }
 
+/// A prepared spawn, for a spawner thread.
+struct SpawnJob: Sendable {
+    let body: @Sendable (Spawner.WatchPointer) -> Void
+    /// When the watchdog kills a child still stuck before its exec.
+    let deadline: ContinuousClock.Instant?
+    /// The child's ends of its pipes, closed by `body` once the child exists.
+    let childEnds: [Int32]
+
+    /// For a job that never ran: closes what `body` would have closed.
+    func abandon() {
+        for fd in childEnds { close(fd) }
+    }
+}
+
 enum Launcher {
     static func validate(_ c: Configuration) throws(SpawnError) {
         if c.executable.isEmpty { throw .invalid("the executable is empty") }
@@ -48,6 +62,7 @@ enum Launcher {
         if let t = c.timeout, t < .zero { throw .invalid("timeout \(t) is negative") }
         if c.teardown.grace < .zero { throw .invalid("teardown grace \(c.teardown.grace) is negative") }
         if c.drainTimeout < .zero { throw .invalid("drain timeout \(c.drainTimeout) is negative") }
+        if c.preExecDeadline < .zero { throw .invalid("pre-exec deadline \(c.preExecDeadline) is negative") }
         if c.teardown.signal.rawValue < 1 || c.teardown.signal.rawValue > 64 {
             throw .invalid("teardown signal \(c.teardown.signal.rawValue) is not a signal")
         }
@@ -80,7 +95,13 @@ enum Launcher {
     /// Starts the child and returns once it exists (or throws why it could not).
     static func launch(_ c: Configuration) async throws(SpawnError) -> Launched {
         let (launched, job) = try prepare(c)
-        await Reactor.shared.perform(job)
+        do throws(SpawnError) {
+            try await Spawner.shared.perform(job.deadline, job.body)
+        } catch {
+            job.abandon()
+            launched.close()
+            throw error
+        }
         if let error = launched.child.core.spawnError {
             launched.close()
             throw error
@@ -93,13 +114,19 @@ enum Launcher {
     /// ``ProcessCore/report()`` throws; the streams end at once.
     static func start(_ c: Configuration) throws(SpawnError) -> Launched {
         let (launched, job) = try prepare(c)
-        Reactor.shared.submit(job)
+        do throws(SpawnError) {
+            try Spawner.shared.submit(Spawner.Job(body: job.body, deadline: job.deadline))
+        } catch {
+            job.abandon()
+            launched.close()
+            throw error
+        }
         return launched
     }
 
     /// Everything up to the spawn, in the caller: validation, the resolved
     /// executable, the pipes, the C-side input; and the reactor job that spawns.
-    private static func prepare(_ c: Configuration) throws(SpawnError) -> (Launched, @Sendable () -> Void) {
+    private static func prepare(_ c: Configuration) throws(SpawnError) -> (Launched, SpawnJob) {
         try validate(c)
         let reactor = try Reactor.start()
         let rlimits = try c.limits.resolved()
@@ -184,7 +211,8 @@ enum Launcher {
         let prepared = PreparedSpawn(
             path: path, argv: argv, envp: envp, cwd: c.workingDirectory, group: c.processGroup,
             rlimits: rlimits, credentials: c.credentials, deathSignal: c.dieWithParent ? SIGKILL : 0,
-            fds: plan, noNewPrivs: c.noNewPrivileges || bpf != nil, bpf: bpf)
+            fds: plan, noNewPrivs: c.noNewPrivileges || bpf != nil, bpf: bpf,
+            testStopBeforeExec: c.testStopBeforeExec)
 
         // The CPU time at which the kernel sends SIGKILL: the hard limit, or the
         // soft one when the hard is unlimited (then only SIGXCPU comes).
@@ -206,20 +234,25 @@ enum Launcher {
         let started = ContinuousClock.now
         let core = ProcessCore(configuration: c, cpuSoftLimitSeconds: cpuSoft, started: started, streams: pipes)
         let childEnds = toClose
-        let timeout = c.timeout
         let workingDirectory = c.workingDirectory
-        // The spawn runs on the reactor thread: it never exits, so PR_SET_PDEATHSIG
-        // (tied to the creating thread) fires only when this process dies. The
-        // exit watch and the timeout are set up there too, before the reactor
-        // next waits.
-        let job: @Sendable () -> Void = {
+        // The deadline of a child stuck before its exec (stopped by another
+        // process of its uid, say): its timeout when that comes first, else the
+        // pre-exec deadline; both from the start of the spawn. Past it the
+        // spawner's watchdog kills the child (Spawner, cspawn_watch_kill).
+        let timeout = c.timeout.flatMap { $0 < Reactor.never ? $0 : nil }
+        let preExec = c.preExecDeadline < Reactor.never ? c.preExecDeadline : nil
+        let timeoutFirst = timeout.map { t in preExec.map { t <= $0 } ?? true } ?? false
+        let deadline = (timeoutFirst ? timeout : preExec).map { started + $0 }
+        // The spawn runs on a spawner thread, which never exits: PR_SET_PDEATHSIG
+        // (tied to the creating thread) fires only when this process dies.
+        let body: @Sendable (Spawner.WatchPointer) -> Void = { watch in
             var result = cspawn_result()
             // ETXTBSY from execve is, almost always, another spawn's child (of any
             // thread, any library) holding a write descriptor of a freshly written
             // executable until its own exec closes it: gone by the next try.
             for _ in 0..<5 {
                 withExtendedLifetime(prepared) {
-                    _ = withUnsafePointer(to: &prepared.config) { cspawn_spawn($0, &result) }
+                    _ = withUnsafePointer(to: &prepared.config) { cspawn_spawn_watched($0, &result, watch.pointer) }
                 }
                 guard result.step == Int32(CSPAWN_STEP_EXEC.rawValue) && result.error == ETXTBSY else { break }
             }
@@ -228,10 +261,28 @@ enum Launcher {
                 core.spawnFailed(spawnError(result, path: path, workingDirectory: workingDirectory))
                 return
             }
+            if cspawn_watch_killed(watch.pointer) != 0 && !timeoutFirst {
+                // Killed at the pre-exec deadline, with no timeout before it: the
+                // spawn failed. Reap the child (dead: SIGKILL) and say so.
+                var code: Int32 = 0, status: Int32 = 0, user: Int64 = 0, system: Int64 = 0, rss: Int64 = 0
+                _ = cspawn_wait(result.pid, result.pidfd, 0, &code, &status, &user, &system, &rss)
+                if result.pidfd >= 0 { Glibc.close(result.pidfd) }
+                core.spawnFailed(SpawnError(
+                    code: .childSetupFailed, step: "exec", errno: ETIMEDOUT,
+                    message: "exec \(path): the child did not reach its exec within the pre-exec deadline of "
+                        + "\(c.preExecDeadline) (it was stopped or stuck) and was killed (errno \(ETIMEDOUT))"))
+                return
+            }
+            if cspawn_watch_killed(watch.pointer) != 0 {
+                // Killed at its timeout before its exec: a timed-out run.
+                core.beginTeardown(.timeout)
+            }
             core.spawned(pid: result.pid, pidfd: result.pidfd)
             Reactor.shared.watchExit(pid: result.pid, pidfd: result.pidfd) { core.exited($0) }
-            if let timeout { core.armTimeout(timeout) }
+            // The timeout counts from the start of the spawn.
+            if let timeout { core.armTimeout(max(.zero, timeout - (ContinuousClock.now - started))) }
         }
+        let job = SpawnJob(body: body, deadline: deadline, childEnds: childEnds)
         let child = ChildProcess(
             core: core,
             standardOutput: ChildOutput(pipe: out, core: core, limit: c.outputLimit, maximumLineLength: c.maximumLineLength),

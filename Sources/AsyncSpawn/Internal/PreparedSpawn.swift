@@ -21,7 +21,7 @@ final class PreparedSpawn: @unchecked Sendable {
     init(path: String, argv: [String], envp: [String]?, cwd: String?,
          group: ProcessGroup, rlimits: [(resource: Int32, soft: UInt64, hard: UInt64)],
          credentials: Credentials?, deathSignal: Int32,
-         fds: [(source: Int32, target: Int32)], noNewPrivs: Bool, bpf: [UInt8]?) {
+         fds: [(source: Int32, target: Int32)], noNewPrivs: Bool, bpf: [UInt8]?, testStopBeforeExec: Bool = false) {
         self.path = path
         config.path = UnsafePointer(cString(path))
         config.argv = UnsafePointer(cStringArray(argv))
@@ -71,6 +71,7 @@ final class PreparedSpawn: @unchecked Sendable {
         config.keep_count = Int32(keep.count)
 
         config.no_new_privs = noNewPrivs ? 1 : 0
+        config.test_stop_before_exec = testStopBeforeExec ? 1 : 0
         if let bpf, !bpf.isEmpty {
             let raw = UnsafeMutableRawPointer.allocate(byteCount: bpf.count, alignment: 8)
             allocations.append(raw)

@@ -22,9 +22,10 @@ enum ExitResult: Sendable {
 
 /// The one background thread that serves every child: it owns an epoll set of
 /// pidfds and pipe descriptors, reaps children as their pidfds fire, and runs
-/// spawns (so every child is created from a thread that never exits, which
-/// `PR_SET_PDEATHSIG` requires). No thread per child; the cooperative pool never
-/// blocks on a descriptor: tasks suspend on a continuation that this thread resumes.
+/// the timers (timeouts, graces, drain deadlines, the spawners' watchdog). It
+/// never creates a child (``Spawner`` does): a child stopped before its exec
+/// cannot block it. No thread per child; the cooperative pool never blocks on a
+/// descriptor: tasks suspend on a continuation that this thread resumes.
 final class Reactor: Sendable {
     private static let instance = Locked<Reactor?>(nil)
 
@@ -358,7 +359,7 @@ final class Reactor: Sendable {
     }
 }
 
-private final class ThreadStart {
+final class ThreadStart {
     let body: () -> Void
     init(_ body: @escaping () -> Void) { self.body = body }
 }

@@ -102,6 +102,10 @@ typedef struct {
     int no_new_privs;         // non-zero: PR_SET_NO_NEW_PRIVS (forced on with a filter)
     const void *bpf;          // struct sock_filter[], NULL: no filter
     unsigned short bpf_len;   // number of instructions
+
+    // Tests only: the child stops itself (SIGSTOP) right before its exec, as an
+    // attacker of its uid would stop it, so that the watchdog can be tested.
+    int test_stop_before_exec;
 } cspawn_config;
 
 /// What the parent learns.
@@ -118,6 +122,40 @@ typedef struct {
 /// child has been reaped and `result->pid` is -1. Returns 0 on success, -1 on
 /// failure (details in `result`).
 int cspawn_spawn(const cspawn_config *config, cspawn_result *result);
+
+/// Lets another thread end a child that is stuck before its exec.
+///
+/// With CLONE_VFORK the spawning thread waits in clone() until the child execs
+/// or exits; a child stopped on the way (SIGSTOP from any process of its uid,
+/// once it dropped to it) would hold that thread for good. The kernel stores the
+/// child's pidfd (CLONE_PIDFD), or its pid (CLONE_PARENT_SETTID, where pidfds
+/// are missing), in `target` before the child runs; `cspawn_watch_kill` from
+/// another thread uses it to SIGKILL the child, and the blocked clone() returns.
+///
+/// Owned by the spawning thread, which passes it to `cspawn_spawn_watched` and
+/// must keep it alive while another thread may call `cspawn_watch_kill`. All
+/// fields are for this file only; zero-initialise it once.
+typedef struct {
+    int target;  // pidfd or pid, as the kernel wrote it; -1 before that
+    int is_pid;  // target is a pid, not a pidfd
+    int state;   // CSPAWN_WATCH_*: idle, in clone, being signalled
+    int killed;  // the watchdog sent SIGKILL during the last clone
+} cspawn_watch;
+
+/// `cspawn_spawn`, watched through `watch` (see `cspawn_watch`). After it
+/// returns, `cspawn_watch_killed(watch)` tells whether a watchdog ended the child
+/// before its exec (the spawn then succeeds with a pid that is dead or dying:
+/// the caller reaps it).
+int cspawn_spawn_watched(const cspawn_config *config, cspawn_result *result, cspawn_watch *watch);
+
+/// From any thread: SIGKILL the child `watch`'s thread is creating, if that
+/// thread is still inside clone(). Returns 1 when the signal was sent (or had
+/// been), 0 when no clone is under way, -1 when the kernel has not yet stored
+/// the child's pidfd or pid (try again a moment later).
+int cspawn_watch_kill(cspawn_watch *watch);
+
+/// Whether a watchdog killed the child during the last `cspawn_spawn_watched`.
+int cspawn_watch_killed(const cspawn_watch *watch);
 
 /// The short name of a step ("exec", "chdir", ...), a static string.
 const char *cspawn_step_name(int step);
