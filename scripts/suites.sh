@@ -18,6 +18,8 @@ LIBRARY_ALONE=(
     RaceTests
     RobustnessTests
     StoppedChildTests
+    GroupEscapeTests
+    FallbackTests
     StressNGTests PipeMisbehaviourTests ExecFailureTests ExecFailureLeakTests
     ReactorTests
     InteropTests
@@ -27,6 +29,7 @@ LIBRARY_ALONE=(
 CLI_ALONE=(
     TeardownTests
     StoppedChildTests
+    GroupEscapeTests
     ExitStatusTests
     OutcomeTests
 )

@@ -52,7 +52,7 @@ stage "soak (short form)" .build/debug/soak --spawns 5000 --concurrency 256 --ch
 tsan_options=(--sanitize=thread --scratch-path .build-tsan)
 stage "thread sanitizer: build" swift build --build-tests "${tsan_options[@]}"
 stage "thread sanitizer: library tests" \
-    run_suites tsan AsyncSpawnTests 'ReadmeExamplesTests|RaceTests|SeccompTests' "${tsan_options[@]}"
+    run_suites tsan AsyncSpawnTests 'ReadmeExamplesTests|RaceTests|SeccompTests|StoppedChildTests' "${tsan_options[@]}"
 stage "thread sanitizer: CLI tests" run_suites tsan-cli spawnTests 'SeccompTests' "${tsan_options[@]}"
 
 # The stream, race and failure paths (scripts/asan.sh runs every test under it).

@@ -31,10 +31,12 @@ public struct ChildProcess: Sendable {
     }
 
     /// Sends `signal` to the child's whole process group (or the child alone
-    /// with ``ProcessGroup/inherit``).
+    /// with ``ProcessGroup/inherit``). Only while the child, the group's leader,
+    /// has not been reaped: after that its group id may name an unrelated group,
+    /// and this throws (`ESRCH`) without signalling anything.
     public func sendToGroup(_ signal: Signal) throws {
-        if let group = core.group {
-            let r = cspawn_signal_group(group, signal.rawValue)
+        if core.ownGroup {
+            let r = core.signalGroup(signal)
             if r < 0 { throw SpawnError.system("kill", -r, code: .io) }
         } else {
             try send(signal)

@@ -34,7 +34,9 @@ public struct SpawnError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The kind of failure.
     public var code: Code
     /// The setup step that failed: `exec`, `chdir`, `setrlimit`, `setuid`, `setgid`,
-    /// `setgroups`, `setsid`, `setpgid`, `seccomp`, `dup2`, `resolve`, `clone`, ...
+    /// `setgroups`, `capabilities`, `setsid`, `setpgid`, `seccomp`, `dup2`, `resolve`,
+    /// `clone`, ... (`exec` with `ETIMEDOUT`: the child did not reach its exec
+    /// within ``Configuration/preExecDeadline``).
     public var step: String?
     /// The errno of the failure, when there is one.
     public var errno: Int32?

@@ -20,16 +20,23 @@
 //  2. session/group: setsid() or setpgid(0, 0), or nothing.
 //  3. rlimits: prlimit64(0, ...) for each, except RLIMIT_NOFILE (step 7b).
 //  4. chdir.
-//  5. credentials: setgroups, setresgid, setresuid (gid before uid: after the
-//     uid drop we could no longer change the gid).
+//  5. credentials: when they change, first every capability still in the
+//     bounding set is dropped (while CAP_SETPCAP is still held); then
+//     setgroups, setresgid, setresuid (gid before uid: after the uid drop we
+//     could no longer change the gid); then the ambient set is cleared and the
+//     effective, permitted and inheritable sets emptied. A parent that is not
+//     root keeps its capabilities across setresuid (ambient ones, say): without
+//     this its child would too, and could setresuid(0) back.
 //  6. parent-death signal: after the credentials, because the kernel clears it
 //     when they change; then getppid() is checked for a parent that already died.
 //  7. descriptors: every source is first duplicated above every target (so a
 //     source can never be overwritten by an earlier target), then each source
 //     is dup3()'d onto its target.
-//  7b. RLIMIT_NOFILE, now that no descriptor above it is needed to be created.
 //  8. every descriptor other than the kept targets is marked close-on-exec
-//     (close_range(CLOSE_RANGE_CLOEXEC), or a getdents64 walk of /proc/self/fd).
+//     (close_range(CLOSE_RANGE_CLOEXEC), or a getdents64 walk of /proc/self/fd,
+//     which opens a descriptor of its own).
+//  8b. RLIMIT_NOFILE, now that no descriptor is needed any more (before step 8
+//     a low limit made the /proc/self/fd walk fail: EMFILE).
 //  9. PR_SET_NO_NEW_PRIVS when asked (always with a filter).
 // 10. the signal mask is cleared.
 // 11. the seccomp filter, last before exec so it need not allow the steps above.
@@ -81,6 +88,23 @@ struct _cspawn_ksigaction {
     uint64_t mask;
 };
 
+// The kernel's capset(2) arguments (no libcap here).
+#define _CSPAWN_CAP_VERSION_3 0x20080522
+struct _cspawn_cap_header {
+    uint32_t version;
+    int pid;
+};
+struct _cspawn_cap_data {
+    uint32_t effective;
+    uint32_t permitted;
+    uint32_t inheritable;
+};
+
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+
 struct _cspawn_dirent64 {
     uint64_t d_ino;
     int64_t d_off;
@@ -130,9 +154,10 @@ CHILD_CODE static int is_kept(const cspawn_config *c, int fd) {
 
 // Marks every descriptor >= 3 that is not kept as close-on-exec.
 CHILD_CODE static long mark_cloexec(const cspawn_config *c) {
-    // Fast path: close_range over the gaps between the sorted kept targets.
+    // Fast path: close_range over the gaps between the sorted kept targets
+    // (skipped when a test forces the fallback).
     unsigned int low = 3;
-    long r = 0;
+    long r = (c->test_fallbacks & CSPAWN_TEST_FALLBACK_CLOSE_RANGE) ? -ENOSYS : 0;
     for (int i = 0; i <= c->keep_count && r == 0; i++) {
         unsigned int high;
         if (i == c->keep_count) {
@@ -194,7 +219,7 @@ CHILD_CODE int _cspawn_child(void *argument) {
         if (r < 0) fail(report, CSPAWN_STEP_SETPGID, r);
     }
 
-    // 3. Resource limits (RLIMIT_NOFILE waits for step 7b).
+    // 3. Resource limits (RLIMIT_NOFILE waits for step 8b).
     for (int i = 0; i < c->rlimit_count; i++) {
         if (c->rlimits[i].resource == RLIMIT_NOFILE) continue;
         struct rlimit64 value = {.rlim_cur = c->rlimits[i].soft, .rlim_max = c->rlimits[i].hard};
@@ -208,7 +233,17 @@ CHILD_CODE int _cspawn_child(void *argument) {
         if (r < 0) fail(report, CSPAWN_STEP_CHDIR, r);
     }
 
-    // 5. Credentials: groups, then gid, then uid.
+    // 5. Credentials: the bounding set, groups, gid, uid, the other capability sets.
+    if (c->drop_capabilities) {
+        for (int cap = 0; cap <= c->last_capability; cap++) {
+            r = sys(SYS_prctl, PR_CAPBSET_READ, cap, 0, 0, 0);
+            if (r == -EINVAL) break; // past the kernel's last capability
+            if (r < 0) fail(report, CSPAWN_STEP_CAPABILITIES, r);
+            if (r == 0) continue;
+            r = sys(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0);
+            if (r < 0) fail(report, CSPAWN_STEP_CAPABILITIES, r);
+        }
+    }
     if (c->set_groups) {
         r = sys(SYS_setgroups, c->group_count, (long)c->groups, 0, 0, 0);
         if (r < 0) fail(report, CSPAWN_STEP_SETGROUPS, r);
@@ -220,6 +255,14 @@ CHILD_CODE int _cspawn_child(void *argument) {
     if (c->set_uid) {
         r = sys(SYS_setresuid, c->uid, c->uid, c->uid, 0, 0);
         if (r < 0) fail(report, CSPAWN_STEP_SETUID, r);
+    }
+    if (c->drop_capabilities) {
+        r = sys(SYS_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+        if (r < 0 && r != -EINVAL) fail(report, CSPAWN_STEP_CAPABILITIES, r); // EINVAL: no ambient set (< 4.3)
+        struct _cspawn_cap_header header = {.version = _CSPAWN_CAP_VERSION_3, .pid = 0};
+        struct _cspawn_cap_data none[2] = {{0, 0, 0}, {0, 0, 0}};
+        r = sys(SYS_capset, (long)&header, (long)none, 0, 0, 0);
+        if (r < 0) fail(report, CSPAWN_STEP_CAPABILITIES, r);
     }
 
     // 6. Parent-death signal, after the credential changes that would clear it.
@@ -251,17 +294,17 @@ CHILD_CODE int _cspawn_child(void *argument) {
         if (r < 0) fail(report, CSPAWN_STEP_DUP2, r);
     }
 
-    // 7b. RLIMIT_NOFILE.
+    // 8. Every other descriptor closes at exec.
+    r = mark_cloexec(c);
+    if (r < 0) fail(report, CSPAWN_STEP_CLOSE_FDS, r);
+
+    // 8b. RLIMIT_NOFILE.
     for (int i = 0; i < c->rlimit_count; i++) {
         if (c->rlimits[i].resource != RLIMIT_NOFILE) continue;
         struct rlimit64 value = {.rlim_cur = c->rlimits[i].soft, .rlim_max = c->rlimits[i].hard};
         r = sys(SYS_prlimit64, 0, RLIMIT_NOFILE, (long)&value, 0, 0);
         if (r < 0) fail(report, CSPAWN_STEP_SETRLIMIT, r);
     }
-
-    // 8. Every other descriptor closes at exec.
-    r = mark_cloexec(c);
-    if (r < 0) fail(report, CSPAWN_STEP_CLOSE_FDS, r);
 
     // 9. No new privileges.
     if (c->no_new_privs || c->bpf) {

@@ -89,6 +89,7 @@ static const char *const step_names[] = {
     [CSPAWN_STEP_SECCOMP] = "seccomp",
     [CSPAWN_STEP_EXEC] = "exec",
     [CSPAWN_STEP_REPORT] = "report",
+    [CSPAWN_STEP_CAPABILITIES] = "capabilities",
 };
 
 const char *cspawn_step_name(int step) {
@@ -315,6 +316,20 @@ int cspawn_wait(pid_t pid, int pidfd, int nohang, int *code, int *status,
     *stime_us = (int64_t)usage.ru_stime.tv_sec * 1000000 + usage.ru_stime.tv_usec;
     *maxrss_kib = usage.ru_maxrss;
     return 1;
+}
+
+int cspawn_has_ended(pid_t pid, int pidfd) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    long r;
+    do {
+        if (pidfd >= 0)
+            r = syscall(SYS_waitid, P_PIDFD, pidfd, &info, WEXITED | WNOHANG | WNOWAIT | __WALL, NULL);
+        else
+            r = syscall(SYS_waitid, P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT | __WALL, NULL);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) return -1;
+    return info.si_pid != 0 ? 1 : 0;
 }
 
 int cspawn_signal(pid_t pid, int pidfd, int signal) {

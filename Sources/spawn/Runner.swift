@@ -21,6 +21,7 @@ struct Runner {
         do {
             let (value, report) = try await withChildProcess(plan.configuration) { child -> Collected in
                 pid.withLock { $0 = child.processID }
+                childPID.store(child.processID, ordering: .relaxed)
                 childGroup.store(child.processGroupID.map { -$0 } ?? child.processID, ordering: .relaxed)
                 async let out = json ? collect(child.standardOutput) : forward(child.standardOutput, to: 1)
                 async let err = json ? collect(child.standardError) : forward(child.standardError, to: 2)
@@ -167,11 +168,23 @@ struct Runner {
 
     /// SIGINT, SIGTERM and SIGHUP to spawn kill the child's group, then spawn
     /// exits 128+N: nothing is left running.
+    ///
+    /// The group is signalled by its id only while the child, its leader, is
+    /// unreaped (`waitid` with `WNOWAIT` finds it, alive or a zombie): after the
+    /// reap the id may already name an unrelated group. Then only the child's
+    /// pid would be left to signal, and it is gone too.
     func installSignalHandlers() {
         for sig in [SIGINT, SIGTERM, SIGHUP] {
             signal(sig) { received in
                 let target = childGroup.load(ordering: .relaxed)
-                if target != 0 { kill(target, SIGKILL) }
+                let leader = childPID.load(ordering: .relaxed)
+                if target != 0 && leader > 0 {
+                    var info = siginfo_t()
+                    // Only async-signal-safe calls here: waitid and kill are system calls.
+                    if waitid(P_PID, id_t(leader), &info, WEXITED | WNOHANG | WNOWAIT) == 0 {
+                        kill(target, SIGKILL)
+                    }
+                }
                 _exit(128 + received)
             }
         }

@@ -123,6 +123,8 @@ struct SpawnOptions: ParsableArguments {
 
 /// The process group of the running child, for the signal handlers.
 let childGroup = Atomic<Int32>(0)
+/// The child's pid (the group's leader), 0 before it exists.
+let childPID = Atomic<Int32>(0)
 
 @main
 struct SpawnMain {

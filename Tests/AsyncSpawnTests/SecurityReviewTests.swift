@@ -105,3 +105,149 @@ struct DumpableTests {
         #expect(cspawn_get_dumpable() == 0)
     }
 }
+
+@Suite(Gate.exclusive, .serialized)
+struct GroupEscapeTests {
+    /// Defect 5: with `.newGroup` a child can `setpgid` itself into another group
+    /// of the session (here this test process's own); the teardown signalled
+    /// only its former group, so the timeout never ended it (this test hit its
+    /// deadline on the main of 2026-12-03). Now the child itself is signalled too.
+    @Test func childThatLeftItsGroupIsStillEnded() async throws {
+        let timeout = Duration.seconds(1)
+        var config = Configuration(executable: "python3", arguments: ["-c", """
+            import os, time
+            os.setpgid(0, os.getpgid(os.getppid()))
+            print(os.getpgid(0), flush=True)
+            time.sleep(\(TestTime.childSleep))
+            """])
+        config.processGroup = .newGroup
+        config.timeout = timeout
+        let started = ContinuousClock.now
+        let result = try await withDeadline(TestTime.hang) { [config] in try await run(config) }
+        let elapsed = ContinuousClock.now - started
+        #expect(result.standardOutputString == "\(getpgrp())\n", "the child did not join this process's group")
+        #expect(result.outcome == .timedOut)
+        #expect(result.termination == .signaled(.terminate))
+        #expect(elapsed < TestTime.endsBy(timeout), "\(elapsed)")
+    }
+
+    /// Defect 6: `sendToGroup` after the child was reaped signalled the group id
+    /// anyway; once the id named another group (recycled here on purpose through
+    /// /proc/sys/kernel/ns_last_pid), that unrelated group was killed (on the main
+    /// of 2026-12-03 the victim below died). Now it throws ESRCH and signals nothing.
+    @Test func groupIDIsNotSignalledAfterTheReap() async throws {
+        let (victim, report) = try await withDeadline(TestTime.hang) {
+            try await withChildProcess(Configuration(executable: "/bin/true")) { child -> pid_t in
+                _ = try await child.wait()  // reaped: its pid and group id are free
+                let group = child.processID
+                let victim = try recycle(pid: group)
+                #expect(getpgid(victim) == group, "the recycled process does not lead group \(group)")
+                var thrown: SpawnError?
+                do { try child.sendToGroup(.kill) } catch let e as SpawnError { thrown = e }
+                #expect(thrown?.errno == ESRCH, "sendToGroup after the reap: \(String(describing: thrown))")
+                return victim
+            }
+        }
+        #expect(report.termination == .exited(0))
+        var status: Int32 = 0
+        // Still running (a killed one would be a zombie: waitpid would reap it).
+        #expect(waitpid(victim, &status, WNOHANG) == 0, "the unrelated group that got the recycled id was signalled")
+        kill(victim, SIGKILL)
+        waitpid(victim, &status, 0)
+    }
+}
+
+/// Starts `setsid sleep` with the pid `pid` (free again), by setting the kernel's
+/// last pid just below it: a group leader with the same id as a reaped child's
+/// group. Retries when another process of the machine takes the pid first.
+private func recycle(pid: pid_t) throws -> pid_t {
+    for _ in 0..<20 {
+        let fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw PreconditionUnmet("cannot open ns_last_pid: errno \(errno)") }
+        let text = Array("\(pid - 1)".utf8)
+        let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        guard written == text.count else { throw PreconditionUnmet("cannot write ns_last_pid: errno \(errno)") }
+        var child: pid_t = 0
+        let words: [String] = ["setsid", "sleep", TestTime.childSleep]
+        let argv = words.map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        let rc = posix_spawn(&child, "/usr/bin/setsid", nil, nil, argv, environ)
+        guard rc == 0 else { throw PreconditionUnmet("posix_spawn setsid: \(rc)") }
+        if child == pid {
+            // Wait until setsid has made it a group leader.
+            let end = ContinuousClock.now + TestTime.hang
+            while getpgid(child) != child && ContinuousClock.now < end { usleep(1000) }
+            return child
+        }
+        kill(child, SIGKILL)
+        var status: Int32 = 0
+        waitpid(child, &status, 0)
+    }
+    throw PreconditionUnmet("pid \(pid) was taken by another process 20 times")
+}
+
+@Suite(Gate.exclusive, .serialized)
+struct FallbackTests {
+    /// Defect 11: on kernels without close_range the child walks /proc/self/fd,
+    /// which needs a descriptor of its own; RLIMIT_NOFILE was lowered before the
+    /// walk, so a low limit made every spawn fail (step close_fds, EMFILE, on the
+    /// main of 2026-12-03 with the fallback forced). Now the limit comes after.
+    @Test(arguments: [4, 8])
+    func descriptorWalkUnderALowOpenFilesLimit(limit: UInt64) async throws {
+        TestSwitches.forcedFallbacks.store(TestSwitches.allFallbacks, ordering: .relaxed)
+        defer { TestSwitches.forcedFallbacks.store(0, ordering: .relaxed) }
+        // Descriptors of this process without O_CLOEXEC, some above the limit.
+        let leaky = open("/dev/null", O_RDONLY)
+        let high = fcntl(leaky, F_DUPFD, 200)
+        defer {
+            close(leaky)
+            close(high)
+        }
+        var config = Probe.config()
+        config.limits.openFiles = .count(limit)
+        let (report, result) = try await probeReport(config)
+        #expect(result.termination == .exited(0), "stderr: \(result.standardErrorString)")
+        #expect(report.fds == [0, 1, 2], "fds \(report["fds"] ?? "")")
+    }
+}
+
+@Suite(Gate.shared)
+struct CapabilityTests {
+    /// The capability lines of /proc/self/status as the child saw them.
+    private func capabilities(_ credentials: Credentials) async throws -> [String: String] {
+        var config = Configuration(executable: "/bin/sh", arguments: ["-c", "grep ^Cap /proc/self/status"])
+        config.credentials = credentials
+        config.workingDirectory = "/"
+        let result = try await run(config)
+        #expect(result.termination == .exited(0), "stderr: \(result.standardErrorString)")
+        var fields: [String: String] = [:]
+        for line in result.standardOutputString.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 1)
+            if parts.count == 2 { fields[String(parts[0])] = parts[1].trimmingCharacters(in: .whitespaces) }
+        }
+        return fields
+    }
+
+    /// Defect 3: a child whose credentials change holds no capability after its
+    /// exec, the bounding set included (on the main of 2026-12-03 CapBnd was
+    /// root's full set, so a setuid-root or file-capability program could give
+    /// them back).
+    @Test(arguments: [Credentials(userID: 65534, groupID: 65534), Credentials(userID: 65534),
+                      Credentials(groupID: 100), Credentials(supplementaryGroups: [100])])
+    func noCapabilityAfterACredentialChange(credentials: Credentials) async throws {
+        let caps = try await capabilities(credentials)
+        for name in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            #expect(caps[name] == "0000000000000000", "\(name) = \(caps[name] ?? "missing") with \(credentials)")
+        }
+    }
+
+    /// Without a credential change nothing is dropped: a root child keeps root's sets.
+    @Test func unchangedCredentialsKeepCapabilities() async throws {
+        let caps = try await capabilities(Credentials())
+        let own = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+            .split(separator: "\n").first { $0.hasPrefix("CapBnd:") }?
+            .split(separator: ":")[1].trimmingCharacters(in: .whitespaces)
+        #expect(caps["CapBnd"] == own)
+    }
+}

@@ -79,3 +79,94 @@ struct StoppedChildTests {
         }
     }
 }
+
+@Suite("Children that leave their group")
+struct GroupEscapeTests {
+    /// Issue 11, defect 5: in `--group group` mode a child that setpgid()s itself
+    /// into spawn's own group was never signalled (it ran 8 s past --timeout 1 on
+    /// the main of 2026-12-03). Now the child itself is signalled too.
+    @Test("--group group: a child that rejoined spawn's group still ends at --timeout")
+    func rejoinedGroup() throws {
+        let script = "import os, time\nos.setpgid(0, os.getpgid(os.getppid()))\nprint('joined', flush=True)\ntime.sleep(\(TestTime.childSleep))\n"
+        let r = CLI.spawn(["--json", "--group", "group", "--timeout", "1", "--", "python3", "-c", script])
+        let report = try checkedReport(r)
+        #expect(report.stdout == "joined\n", "\(r)")
+        #expect(r.status == 124, "\(r)")
+        #expect(report.outcome == "timed_out")
+        #expect(r.elapsed < TestTime.endsBy(.seconds(1)).inSeconds, "\(r)")
+    }
+}
+
+@Suite("Fallbacks for older kernels")
+struct FallbackTests {
+    /// Issue 11, defect 11, through the CLI: `--nofile 4` with the /proc/self/fd
+    /// walk forced (ASYNCSPAWN_TEST_FORCE_FALLBACKS=1, as on a kernel before 5.11)
+    /// failed with step close_fds on the main of 2026-12-03.
+    @Test("--nofile under the /proc/self/fd fallback", arguments: ["4", "16"])
+    func lowOpenFilesLimit(limit: String) throws {
+        var environment = CLI.baseEnvironment
+        environment["ASYNCSPAWN_TEST_FORCE_FALLBACKS"] = "1"
+        let r = CLI.spawn(["--json", "--nofile", limit, "--", "/bin/sh", "-c", "ls /proc/self/fd"],
+                          environment: environment)
+        let report = try checkedReport(r)
+        #expect(report.outcome == "exited", "\(r)")
+        // sh, ls: 0, 1, 2 and ls's own directory descriptor.
+        #expect(report.stdout.split(separator: "\n").count <= 4, "\(r)")
+    }
+}
+
+@Suite("Capabilities", .serialized)
+struct CapabilityTests {
+    /// A copy of spawn every user may run (the build directory may not be).
+    static func worldSpawn() throws -> (path: String, directory: String) {
+        let directory = "/tmp/asyncspawn-caps-\(getpid())-\(Int.random(in: 0...999_999))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false,
+                                                attributes: [.posixPermissions: 0o755])
+        let path = directory + "/spawn"
+        try FileManager.default.copyItem(atPath: CLI.spawnPath, toPath: path)
+        chmod(path, 0o755)
+        return (path, directory)
+    }
+
+    /// Issue 11, defect 3: spawn run by a non-root user that holds CAP_SETUID and
+    /// CAP_SETGID (and CAP_SETPCAP) in its ambient set, dropping its child to
+    /// uid 65534. On the main of 2026-12-03 the child had CapEff 0x1c0 and could
+    /// setresuid(0). Now every set is empty.
+    @Test("a non-root spawn with ambient capabilities leaves its child none", .enabled(if: getuid() == 0))
+    func ambientCapabilitiesAreDropped() throws {
+        let uid = try UnusedUser.next()
+        let (spawn, directory) = try Self.worldSpawn()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let r = CLI.run(executable: "/usr/bin/setpriv", argv: [
+            "setpriv", "--reuid=\(uid)", "--regid=\(uid)", "--clear-groups",
+            "--inh-caps=+setuid,+setgid,+setpcap", "--ambient-caps=+setuid,+setgid,+setpcap",
+            "--", spawn, "--json", "--uid", "65534", "--gid", "65534", "--cwd", "/", "--",
+            "/bin/sh", "-c", "grep ^Cap /proc/self/status; setpriv --reuid=0 --regid=0 --clear-groups /bin/true 2>/dev/null && echo regained",
+        ])
+        let report = try checkedReport(r)
+        #expect(report.outcome == "exited", "\(r)")
+        for name in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            #expect(report.stdout.contains("\(name):\t0000000000000000"), "\(name): \(report.stdout)")
+        }
+        #expect(!report.stdout.contains("regained"), "the child got root back: \(report.stdout)")
+    }
+
+    /// Without CAP_SETPCAP the bounding set cannot be cleared: the spawn fails
+    /// with the step `capabilities` instead of leaving a child that could regain
+    /// capabilities through a setuid-root program.
+    @Test("no CAP_SETPCAP: spawn_failed with step capabilities", .enabled(if: getuid() == 0))
+    func boundingSetNeedsSetpcap() throws {
+        let uid = try UnusedUser.next()
+        let (spawn, directory) = try Self.worldSpawn()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let r = CLI.run(executable: "/usr/bin/setpriv", argv: [
+            "setpriv", "--reuid=\(uid)", "--regid=\(uid)", "--clear-groups",
+            "--inh-caps=+setuid,+setgid", "--ambient-caps=+setuid,+setgid",
+            "--", spawn, "--json", "--uid", "65534", "--gid", "65534", "--cwd", "/", "--", "/bin/true",
+        ])
+        let report = try checkedReport(r)
+        #expect(report.outcome == "spawn_failed", "\(r)")
+        #expect(report.error?.step == "capabilities", "\(r)")
+        #expect(report.error?.errno == Int(EPERM), "\(r)")
+    }
+}

@@ -278,7 +278,9 @@ enum Launcher {
                 core.beginTeardown(.timeout)
             }
             core.spawned(pid: result.pid, pidfd: result.pidfd)
-            Reactor.shared.watchExit(pid: result.pid, pidfd: result.pidfd) { core.exited($0) }
+            Reactor.shared.watchExit(pid: result.pid, pidfd: result.pidfd, willReap: { core.willReap() }) {
+                core.exited($0)
+            }
             // The timeout counts from the start of the spawn.
             if let timeout { core.armTimeout(max(.zero, timeout - (ContinuousClock.now - started))) }
         }

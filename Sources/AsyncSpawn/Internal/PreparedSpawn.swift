@@ -1,4 +1,5 @@
 import CSpawn
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -56,6 +57,10 @@ final class PreparedSpawn: @unchecked Sendable {
                 config.set_uid = 1
                 config.uid = uid
             }
+            if config.set_uid != 0 || config.set_gid != 0 || config.set_groups != 0 {
+                config.drop_capabilities = 1
+                config.last_capability = Capabilities.last
+            }
         }
         config.death_signal = deathSignal
         config.parent_pid = getpid()
@@ -72,6 +77,7 @@ final class PreparedSpawn: @unchecked Sendable {
 
         config.no_new_privs = noNewPrivs ? 1 : 0
         config.test_stop_before_exec = testStopBeforeExec ? 1 : 0
+        config.test_fallbacks = TestSwitches.forcedFallbacks.load(ordering: .relaxed)
         if let bpf, !bpf.isEmpty {
             let raw = UnsafeMutableRawPointer.allocate(byteCount: bpf.count, alignment: 8)
             allocations.append(raw)
@@ -129,4 +135,34 @@ func resolveExecutable(_ name: String, path: String?) throws(SpawnError) -> Stri
                      message: sawInaccessible
                          ? "resolve: \(name): found in PATH but not executable (errno \(code))"
                          : "resolve: \(name): not found in PATH (errno \(code))")
+}
+
+enum Capabilities {
+    /// The highest capability number this kernel knows
+    /// (`/proc/sys/kernel/cap_last_cap`; 63 when it cannot be read: the child
+    /// stops at the first number the kernel refuses).
+    static let last: Int32 = {
+        let fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return 63 }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 16)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return 63 }
+        let text = String(decoding: buffer[0..<n], as: UTF8.self).filter { $0.isNumber }
+        return Int32(text).map { min($0, 63) } ?? 63
+    }()
+}
+
+/// Test-only switches. One switch forces every fallback path (for kernels
+/// without close_range, ...) although this kernel has the newer call, so that
+/// tests can exercise them: the environment variable
+/// `ASYNCSPAWN_TEST_FORCE_FALLBACKS=1` sets it at start (CLI tests use that),
+/// and library tests set ``forcedFallbacks`` directly.
+enum TestSwitches {
+    static let forcedFallbacks = Atomic<Int32>({
+        guard let value = getenv("ASYNCSPAWN_TEST_FORCE_FALLBACKS"), String(cString: value) == "1" else { return 0 }
+        return allFallbacks
+    }())
+
+    static let allFallbacks = Int32(CSPAWN_TEST_FALLBACK_CLOSE_RANGE)
 }

@@ -61,6 +61,9 @@ final class ProcessCore: Sendable {
         var drained = false
         var streams: [PipeEnd] = []
         var pidfdClosed = false
+        /// The child has ended and is about to be reaped: its group id may be
+        /// freed any moment, so nothing signals the group by id any more.
+        var reaping = false
     }
 
     private let state: Locked<State>
@@ -224,13 +227,39 @@ final class ProcessCore: Sendable {
         return cspawn_signal(pid, pidfd, signal.rawValue)
     }
 
-    /// Sends a signal to the child's group, or to the child alone without one.
-    private func signalTarget(_ signal: Signal) {
-        if let group {
-            _ = cspawn_signal_group(group, signal.rawValue)
-        } else {
-            _ = signalChild(signal)
+    /// On the reactor thread, once the child has ended and just before it is
+    /// reaped: from here on the group is not signalled by its id (which the
+    /// zombie holds until then), see ``signalGroup(_:)``.
+    func willReap() {
+        state.withLock { $0.reaping = true }
+    }
+
+    /// Sends `signal` to the child's group, by its id, only while the child (the
+    /// group's leader) is unreaped: the id cannot have been freed and reused by
+    /// an unrelated group then. The lock is held across the `kill`, and
+    /// ``willReap()`` takes it before the reap. Returns 0, or -errno (`ESRCH`
+    /// once the child has been reaped).
+    func signalGroup(_ signal: Signal) -> Int32 {
+        guard ownGroup else { return -EINVAL }
+        return state.withLock { s -> Int32 in
+            if s.pid < 0 || s.reaping || s.exit != nil { return -ESRCH }
+            return cspawn_signal_group(s.pid, signal.rawValue)
         }
+    }
+
+    /// Sends a signal to the child's group and to the child itself (through its
+    /// pidfd, when it has left the group: a child that `setpgid`s itself into
+    /// another group must still end), or to the child alone without a group.
+    private func signalTarget(_ signal: Signal) {
+        guard ownGroup else {
+            _ = signalChild(signal)
+            return
+        }
+        _ = signalGroup(signal)
+        // After the group's signal: a child still in the group has it already; one
+        // that left before is found here (one that leaves later had it too).
+        let (pid, left) = state.withLock { s in (s.pid, s.pid > 0 && s.exit == nil && !s.reaping) }
+        if left && getpgid(pid) != pid { _ = signalChild(signal) }
     }
 
     /// Starts the teardown, once: the first signal (and SIGCONT, so a stopped

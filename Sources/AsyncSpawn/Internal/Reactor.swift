@@ -60,6 +60,9 @@ final class Reactor: Sendable {
     private struct ExitWatch {
         var pid: Int32
         var pidfd: Int32
+        /// Called once the child has ended and just before it is reaped: while
+        /// it runs, the child's pid and group id are still held by its zombie.
+        var willReap: @Sendable () -> Void
         var handler: @Sendable (ExitResult) -> Void
     }
 
@@ -179,6 +182,14 @@ final class Reactor: Sendable {
     }
 
     private func reap(_ watch: ExitWatch, rearm: Bool) {
+        // First without reaping: the owner stops signalling the child's group
+        // before its id can be freed (and reused by an unrelated group).
+        let ended = cspawn_has_ended(watch.pid, watch.pidfd)
+        if ended == 0 {
+            if rearm { _ = cspawn_epoll_arm(epollFD, watch.pidfd, 0, 1) }
+            return
+        }
+        if ended == 1 { watch.willReap() }
         var code: Int32 = 0, status: Int32 = 0
         var user: Int64 = 0, system: Int64 = 0, rss: Int64 = 0
         let r = cspawn_wait(watch.pid, watch.pidfd, 1, &code, &status, &user, &system, &rss)
@@ -278,8 +289,11 @@ final class Reactor: Sendable {
 
     /// Calls `handler` on the reactor thread once the child has exited and been
     /// reaped (by pidfd when there is one, else by polling `waitid(P_PID, WNOHANG)`).
-    func watchExit(pid: Int32, pidfd: Int32, handler: @escaping @Sendable (ExitResult) -> Void) {
-        let watch = ExitWatch(pid: pid, pidfd: pidfd, handler: handler)
+    func watchExit(
+        pid: Int32, pidfd: Int32, willReap: @escaping @Sendable () -> Void = {},
+        handler: @escaping @Sendable (ExitResult) -> Void
+    ) {
+        let watch = ExitWatch(pid: pid, pidfd: pidfd, willReap: willReap, handler: handler)
         state.withLock {
             if pidfd >= 0 {
                 $0.exitWatches[pidfd] = watch

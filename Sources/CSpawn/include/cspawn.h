@@ -45,6 +45,7 @@ typedef enum {
     CSPAWN_STEP_SECCOMP,      // child: seccomp(SECCOMP_SET_MODE_FILTER)
     CSPAWN_STEP_EXEC,         // child: execve()
     CSPAWN_STEP_REPORT,       // (unused since the error pipe is gone; kept for numbering)
+    CSPAWN_STEP_CAPABILITIES, // child: clearing the bounding set, ambient and other capability sets
 } cspawn_step;
 
 /// Process group placement of the child.
@@ -88,6 +89,13 @@ typedef struct {
     gid_t gid;
     int set_uid;              // non-zero: setresuid(uid, uid, uid)
     uid_t uid;
+    // Non-zero: the child holds no capability after its exec. Before the id
+    // changes, every capability still in the bounding set is dropped (that needs
+    // CAP_SETPCAP); after them, the ambient set is cleared and the effective,
+    // permitted and inheritable sets are emptied (capset). Set with any
+    // credential change.
+    int drop_capabilities;
+    int last_capability;      // /proc/sys/kernel/cap_last_cap, read by the parent
 
     int death_signal;         // 0: none; else PR_SET_PDEATHSIG with this signal
     pid_t parent_pid;         // getpid() of the parent, for the death-signal race check
@@ -106,7 +114,16 @@ typedef struct {
     // Tests only: the child stops itself (SIGSTOP) right before its exec, as an
     // attacker of its uid would stop it, so that the watchdog can be tested.
     int test_stop_before_exec;
+    // Tests only: CSPAWN_TEST_FALLBACK_* bits, the paths for older kernels taken
+    // although this one has the newer call (set from the environment variable
+    // ASYNCSPAWN_TEST_FORCE_FALLBACKS=1, so CLI tests can force them too).
+    int test_fallbacks;
 } cspawn_config;
+
+/// Fallbacks a test can force (cspawn_config.test_fallbacks).
+enum {
+    CSPAWN_TEST_FALLBACK_CLOSE_RANGE = 1, // walk /proc/self/fd instead of close_range (before 5.11)
+};
 
 /// What the parent learns.
 typedef struct {
@@ -166,6 +183,11 @@ const char *cspawn_step_name(int step);
 /// `code` receives CLD_EXITED/CLD_KILLED/CLD_DUMPED, `status` the exit code or signal.
 int cspawn_wait(pid_t pid, int pidfd, int nohang, int *code, int *status,
                 int64_t *utime_us, int64_t *stime_us, int64_t *maxrss_kib);
+
+/// Whether the child has ended, without reaping it (waitid with WNOWAIT|WNOHANG,
+/// by pidfd when >= 0): 1 ended (a zombie: its pid and group id are still held),
+/// 0 still running, -1 with errno on error (ECHILD: someone else reaped it).
+int cspawn_has_ended(pid_t pid, int pidfd);
 
 /// Sends `signal` to a process by pidfd (when >= 0) or pid. Returns 0 or -errno.
 int cspawn_signal(pid_t pid, int pidfd, int signal);
