@@ -170,3 +170,30 @@ struct CapabilityTests {
         #expect(report.error?.errno == Int(EPERM), "\(r)")
     }
 }
+
+@Suite("PATH search as the child sees it")
+struct PathSearchTests {
+    /// Issue 11, defect 12, through the CLI: with --uid, a root-only file first
+    /// in PATH is skipped (on the main of 2026-12-03: spawn_failed, exec, EACCES);
+    /// a relative PATH entry is taken against --cwd (there: resolve, ENOENT).
+    @Test("--uid skips what the user cannot execute; a relative entry is taken against --cwd", .enabled(if: getuid() == 0))
+    func searchAsTheChild() throws {
+        let dir = "/tmp/asyncspawn-path-\(getpid())-\(Int.random(in: 0...999_999))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for sub in ["", "/a", "/b"] {
+            try FileManager.default.createDirectory(atPath: dir + sub, withIntermediateDirectories: false,
+                                                    attributes: [.posixPermissions: 0o755])
+        }
+        for (sub, text, mode) in [("a", "root-only", 0o700), ("b", "everyone", 0o755)] {
+            let path = "\(dir)/\(sub)/asyncspawn-path-probe"
+            _ = FileManager.default.createFile(atPath: path, contents: Data("#!/bin/sh\necho \(text)\n".utf8),
+                                               attributes: [.posixPermissions: mode])
+            chmod(path, mode_t(mode))
+        }
+        let dropped = CLI.spawn(["--json", "--uid", "65534", "--gid", "65534", "--cwd", "/",
+                                 "--env", "PATH=\(dir)/a:\(dir)/b", "--", "asyncspawn-path-probe"])
+        #expect(try checkedReport(dropped).stdout == "everyone\n", "\(dropped)")
+        let relative = CLI.spawn(["--json", "--cwd", dir, "--env", "PATH=b", "--", "asyncspawn-path-probe"])
+        #expect(try checkedReport(relative).stdout == "everyone\n", "\(relative)")
+    }
+}

@@ -152,7 +152,9 @@ enum Launcher {
             envp = env.map { "\($0.0)=\($0.1)" }
             searchPath = env.first(where: { $0.0 == "PATH" })?.1
         }
-        let path = try resolveExecutable(c.executable, path: searchPath)
+        let path = try resolveExecutable(
+            c.executable, path: searchPath, workingDirectory: c.workingDirectory,
+            identity: ChildIdentity(c.credentials))
         let argv = [c.argument0 ?? c.executable] + c.arguments
 
         // Descriptors created here are all O_CLOEXEC; `toClose` are the child's

@@ -113,21 +113,69 @@ final class PreparedSpawn: @unchecked Sendable {
     }
 }
 
-/// execvp's search, done in the parent: `name` with a `/` is used as is;
-/// otherwise each `PATH` entry (empty = current directory) is tried and the first
-/// executable regular file wins. Non-executable matches are skipped; when only
-/// such matches exist the error is EACCES, else ENOENT.
-func resolveExecutable(_ name: String, path: String?) throws(SpawnError) -> String {
+/// The ids the child will have after its credential steps, for judging in the
+/// parent what the child may execute.
+struct ChildIdentity {
+    var uid: UInt32
+    var gid: UInt32
+    var groups: [UInt32]
+
+    init(_ credentials: Credentials?) {
+        let changing = credentials.map { $0.userID != nil || $0.groupID != nil } ?? false
+        uid = credentials?.userID ?? geteuid()
+        gid = credentials?.groupID ?? credentials?.userID.map(Credentials.primaryGroup(of:)) ?? getegid()
+        if let groups = credentials?.supplementaryGroups {
+            self.groups = groups
+        } else if changing {
+            groups = []
+        } else {
+            let n = getgroups(0, nil)
+            var list = [gid_t](repeating: 0, count: Int(max(n, 0)))
+            let got = n > 0 ? getgroups(n, &list) : 0
+            groups = Array(list.prefix(Int(max(got, 0))))
+        }
+    }
+
+    /// Whether a regular file with this mode and owner may be executed by the
+    /// child, as the kernel judges it from the mode bits (root: any execute
+    /// bit). ACLs and security modules are not consulted: the exec itself then
+    /// fails with its own errno, at step `exec`.
+    func mayExecute(_ st: stat) -> Bool {
+        let mode = st.st_mode
+        if uid == 0 { return mode & (S_IXUSR | S_IXGRP | S_IXOTH) != 0 }
+        if st.st_uid == uid { return mode & S_IXUSR != 0 }
+        if st.st_gid == gid || groups.contains(st.st_gid) { return mode & S_IXGRP != 0 }
+        return mode & S_IXOTH != 0
+    }
+}
+
+/// execvp's search, done in the parent but judged as the child will see it:
+/// `name` with a `/` is used as is (the child resolves a relative one against
+/// its own working directory, after its `chdir`); otherwise each `PATH` entry
+/// (empty = the current directory) is tried and the first regular file the
+/// child may execute wins. A relative entry is taken against the child's
+/// working directory (`workingDirectory`, when it changes), and "may execute"
+/// is judged for the child's uid and groups from the file's mode and owner
+/// (``ChildIdentity``), so the parent never picks a file the child would not
+/// have found. When only non-executable matches exist the error is EACCES,
+/// else ENOENT.
+func resolveExecutable(
+    _ name: String, path: String?, workingDirectory: String? = nil, identity: @autoclosure () -> ChildIdentity
+) throws(SpawnError) -> String {
     if name.contains("/") { return name }
+    let identity = identity()
     let search = path ?? "/usr/local/bin:/usr/bin:/bin"
     var sawInaccessible = false
     for dir in search.split(separator: ":", omittingEmptySubsequences: false) {
-        let base = dir.isEmpty ? "." : String(dir)
+        var base = dir.isEmpty ? "." : String(dir)
+        if !base.hasPrefix("/"), let cwd = workingDirectory {
+            base = (cwd.hasSuffix("/") ? cwd : cwd + "/") + base
+        }
         let candidate = base.hasSuffix("/") ? base + name : base + "/" + name
         var st = stat()
         guard stat(candidate, &st) == 0 else { continue }
         guard (st.st_mode & S_IFMT) == S_IFREG else { continue }
-        if access(candidate, X_OK) == 0 { return candidate }
+        if identity.mayExecute(st) { return candidate }
         sawInaccessible = true
     }
     let code: Int32 = sawInaccessible ? EACCES : ENOENT
