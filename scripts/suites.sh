@@ -20,6 +20,8 @@ LIBRARY_ALONE=(
     StoppedChildTests
     GroupEscapeTests
     FallbackTests
+    GroupCensusTests
+    SubreaperTests
     StressNGTests PipeMisbehaviourTests ExecFailureTests ExecFailureLeakTests
     ReactorTests
     InteropTests

@@ -18,15 +18,15 @@
 //     must not pass that on). The mask stays fully blocked (the parent blocked
 //     all signals before clone) so no parent handler can run on this stack.
 //  2. session/group: setsid() or setpgid(0, 0), or nothing.
-//  3. rlimits: prlimit64(0, ...) for each, except RLIMIT_NOFILE (step 7b).
-//  4. chdir.
-//  5. credentials: when they change, first every capability still in the
+//  3. rlimits: prlimit64(0, ...) for each, except RLIMIT_NOFILE (step 8b).
+//  4. credentials: when they change, first every capability still in the
 //     bounding set is dropped (while CAP_SETPCAP is still held); then
 //     setgroups, setresgid, setresuid (gid before uid: after the uid drop we
 //     could no longer change the gid); then the ambient set is cleared and the
 //     effective, permitted and inheritable sets emptied. A parent that is not
 //     root keeps its capabilities across setresuid (ambient ones, say): without
 //     this its child would too, and could setresuid(0) back.
+//  5. chdir, with the child's own ids (after step 4).
 //  6. parent-death signal: after the credentials, because the kernel clears it
 //     when they change; then getppid() is checked for a parent that already died.
 //  7. descriptors: every source is first duplicated above every target (so a
@@ -203,11 +203,14 @@ CHILD_CODE int _cspawn_child(void *argument) {
     long r;
 
     // 1. Signal dispositions back to default (SIGKILL and SIGSTOP cannot change).
+    // Every other number in 1...64 is valid for the raw call (glibc's reserved
+    // 32 and 33 included), so any error, EINVAL too, fails the step: a wrong
+    // argument must not leave every disposition silently unchanged.
     struct _cspawn_ksigaction dfl = {.handler = SIG_DFL, .flags = 0, .restorer = NULL, .mask = 0};
     for (int sig = 1; sig < 65; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP) continue;
         r = sys(SYS_rt_sigaction, sig, (long)&dfl, 0, 8, 0);
-        if (r < 0 && r != -EINVAL) fail(report, CSPAWN_STEP_SIGNALS, r);
+        if (r < 0) fail(report, CSPAWN_STEP_SIGNALS, r);
     }
 
     // 2. Session or group.
@@ -227,13 +230,7 @@ CHILD_CODE int _cspawn_child(void *argument) {
         if (r < 0) fail(report, CSPAWN_STEP_SETRLIMIT, r);
     }
 
-    // 4. Working directory.
-    if (c->cwd) {
-        r = sys(SYS_chdir, (long)c->cwd, 0, 0, 0, 0);
-        if (r < 0) fail(report, CSPAWN_STEP_CHDIR, r);
-    }
-
-    // 5. Credentials: the bounding set, groups, gid, uid, the other capability sets.
+    // 4. Credentials: the bounding set, groups, gid, uid, the other capability sets.
     if (c->drop_capabilities) {
         for (int cap = 0; cap <= c->last_capability; cap++) {
             r = sys(SYS_prctl, PR_CAPBSET_READ, cap, 0, 0, 0);
@@ -263,6 +260,14 @@ CHILD_CODE int _cspawn_child(void *argument) {
         struct _cspawn_cap_data none[2] = {{0, 0, 0}, {0, 0, 0}};
         r = sys(SYS_capset, (long)&header, (long)none, 0, 0, 0);
         if (r < 0) fail(report, CSPAWN_STEP_CAPABILITIES, r);
+    }
+
+    // 5. Working directory, after the credential changes: the directory is
+    // checked with the child's own ids (as root first, a child could have been
+    // placed in a directory its uid may not enter).
+    if (c->cwd) {
+        r = sys(SYS_chdir, (long)c->cwd, 0, 0, 0, 0);
+        if (r < 0) fail(report, CSPAWN_STEP_CHDIR, r);
     }
 
     // 6. Parent-death signal, after the credential changes that would clear it.

@@ -251,8 +251,11 @@ enum Launcher {
             var result = cspawn_result()
             // ETXTBSY from execve is, almost always, another spawn's child (of any
             // thread, any library) holding a write descriptor of a freshly written
-            // executable until its own exec closes it: gone by the next try.
-            for _ in 0..<5 {
+            // executable until its own exec closes it: gone a moment later. Five
+            // tries, 0.1, 0.2, 0.4 and 0.8 ms apart (back to back, they could all
+            // fall inside that moment); then the error is reported.
+            for attempt in 0..<5 {
+                if attempt > 0 { Self.pause(microseconds: 100 << (attempt - 1)) }
                 withExtendedLifetime(prepared) {
                     _ = withUnsafePointer(to: &prepared.config) { cspawn_spawn_watched($0, &result, watch.pointer) }
                 }
@@ -293,6 +296,13 @@ enum Launcher {
             standardError: ChildOutput(pipe: err, core: core, limit: c.outputLimit, maximumLineLength: c.maximumLineLength),
             standardInput: StandardInputWriter(pipe: input, core: core))
         return (Launched(child: child, pipes: pipes), job)
+    }
+
+    /// Sleeps the calling (spawner) thread.
+    private static func pause(microseconds: Int) {
+        var request = timespec(tv_sec: 0, tv_nsec: microseconds * 1000)
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
     }
 
     private static func spawnError(_ result: cspawn_result, path: String, workingDirectory: String?) -> SpawnError {

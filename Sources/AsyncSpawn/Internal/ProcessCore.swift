@@ -133,14 +133,29 @@ final class ProcessCore: Sendable {
     private func pollGroup(_ group: Int32, deadline: ContinuousClock.Instant?, pause: Duration) {
         Reactor.shared.schedule(after: pause) { [self] in
             if cspawn_group_has_live_members(group) == 0 {
+                Self.reapOrphans(of: group)
                 self.settle()
             } else if let deadline, ContinuousClock.now >= deadline {
                 _ = cspawn_signal_group(group, SIGKILL)
+                Self.reapOrphans(of: group)
                 self.settle()
             } else {
                 self.pollGroup(group, deadline: deadline, pause: min(pause * 2, .milliseconds(50)))
             }
         }
+    }
+
+    /// When this process is a child subreaper or PID 1, the members of the
+    /// child's group that it outlived are reparented to this process, and their
+    /// zombies would stay forever (nothing else here waits for them): reap those
+    /// of the group, now and on reactor timers until the group is gone (at most
+    /// a second). Only zombies whose parent is this process and whose group is
+    /// the child's: descendants of the child, no other code's children.
+    static func reapOrphans(of group: Int32, attempt: Int = 0) {
+        guard cspawn_reaps_orphans() != 0 else { return }
+        let remaining = cspawn_reap_group_orphans(group)
+        guard remaining > 0, attempt < 100 else { return }
+        Reactor.shared.schedule(after: .milliseconds(10)) { reapOrphans(of: group, attempt: attempt + 1) }
     }
 
     /// The child and its group are done: arm the drain deadline for pipes still

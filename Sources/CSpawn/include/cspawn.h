@@ -202,7 +202,24 @@ int cspawn_set_pipe_size(int fd, int size);
 int cspawn_pidfd_supported(void);
 
 /// 1 when the process group `pgid` has a member that is not a zombie, else 0.
+/// Zombies are told apart by a census of /proc shared by every call within
+/// 10 ms (one scan, not one per group polled).
 int cspawn_group_has_live_members(pid_t pgid);
+
+/// 1 when orphans of this process's descendants are reparented to it: it is a
+/// child subreaper (PR_GET_CHILD_SUBREAPER) or PID 1 of its namespace.
+int cspawn_reaps_orphans(void);
+
+/// Reaps (waitpid, WNOHANG) the zombies of process group `pgid` whose parent is
+/// this process. Returns how many processes of the group are left (live or
+/// zombies of other parents), 0 when the group is gone, -1 without /proc.
+int cspawn_reap_group_orphans(pid_t pgid);
+
+/// prctl(PR_SET_CHILD_SUBREAPER, on): for servers that want orphans, and tests.
+int cspawn_set_child_subreaper(int on);
+
+/// How many /proc scans the census has made (tests bound it).
+uint64_t cspawn_group_census_scans(void);
 
 /// prctl(PR_GET_DUMPABLE) / prctl(PR_SET_DUMPABLE, value) of this process
 /// (prctl is variadic, so Swift cannot call it). A spawn that changes
