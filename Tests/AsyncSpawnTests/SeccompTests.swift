@@ -8,23 +8,9 @@ import Testing
 import Glibc
 #endif
 
-/// sysprobe, compiled once per test process with gcc.
+/// sysprobe (Tests/Fixtures/sysprobe.c, built once per test process with gcc) under filters.
 enum SysProbe {
-    static let path: String = {
-        let source = URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/sysprobe.c").path
-        let dir = FileManager.default.temporaryDirectory
-            .appendingPathComponent("asyncspawn-sysprobe-\(getpid())")
-        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let output = dir.appendingPathComponent("sysprobe").path
-        let gcc = Process()
-        gcc.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        gcc.arguments = ["gcc", "-O1", "-pthread", "-o", output, source]
-        try? gcc.run()
-        gcc.waitUntilExit()
-        return output
-    }()
+    static var path: String { SysProbeBinary.path }
 
     /// The real Python interpreter (`python3` on PATH may be a pyenv shell shim
     /// that forks, which a no-new-processes filter refuses).

@@ -1,7 +1,8 @@
 // Helpers shared by both test targets (AsyncSpawnTests and spawnTests): the
-// AddressSanitizer check, /proc reads without Foundation, and the probe child
-// built without instrumentation.
+// AddressSanitizer check, /proc reads without Foundation, the probe child
+// built without instrumentation, and sysprobe (the seccomp tests' child).
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -53,26 +54,35 @@ public enum UninstrumentedProbe {
     /// makes of it) cannot reserve its shadow memory under an address-space limit, and
     /// installs signal handlers of its own, which the probe would then report.
     /// The probe is the child under test, not the code under test.
-    public static let path: String = build()
+    /// The same name as the built product: tests look it up on PATH.
+    public static let path: String = GCC.build("Probe/main.c", as: "spawn-probe", flags: ["-D_GNU_SOURCE"])
+}
 
+/// Tests/Fixtures/sysprobe.c compiled with gcc (once per test process): makes one
+/// system call named by its first argument and prints "MODE ok" or "MODE errno N".
+/// The seccomp tests of both targets run it under filters.
+public enum SysProbeBinary {
+    public static let path: String = GCC.build("Fixtures/sysprobe.c", as: "sysprobe", flags: ["-pthread"])
+}
+
+/// Builds a C file of Tests/ with gcc into a directory of its own, removed at exit.
+enum GCC {
     /// Started with posix_spawn and waited for by pid (not Foundation.Process):
     /// a test may run a thread that reaps foreign children, and an ECHILD here
     /// only means the compiler has already finished.
-    private static func build() -> String {
+    static func build(_ relativePath: String, as name: String, flags: [String] = []) -> String {
         let source = URL(fileURLWithPath: #filePath)
             .deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Probe/main.c").path
-        var template = Array("/tmp/asyncspawn-probe-gcc-XXXXXX".utf8CString)
+            .appendingPathComponent(relativePath).path
+        var template = Array("/tmp/asyncspawn-\(name)-gcc-XXXXXX".utf8CString)
         let p = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         precondition(p != nil, "mkdtemp failed")
         let dir = String(cString: p!)
         chmod(dir, 0o755)  // like the build directory: children that drop their uid can exec it
-        directory = dir
-        atexit {
-            if let dir = UninstrumentedProbe.directory { try? FileManager.default.removeItem(atPath: dir) }
-        }
-        let output = dir + "/spawn-probe"  // the same name: tests look it up on PATH
-        let argv = ["gcc", "-O1", "-D_GNU_SOURCE", "-o", output, source]
+        directories.withLock { $0.append(dir) }
+        _ = cleanupAtExit
+        let output = dir + "/" + name
+        let argv = ["gcc", "-O1"] + flags + ["-o", output, source]
         var cArgs = argv.map { strdup($0) } + [nil]
         defer { for a in cArgs { free(a) } }
         var pid: pid_t = 0
@@ -88,6 +98,11 @@ public enum UninstrumentedProbe {
         return output
     }
 
-    /// The build's directory, for the atexit clean-up.
-    nonisolated(unsafe) private static var directory: String?
+    /// The builds' directories, for the atexit clean-up.
+    private static let directories = Mutex<[String]>([])
+    private static let cleanupAtExit: Void = {
+        atexit {
+            for dir in GCC.directories.withLock({ $0 }) { try? FileManager.default.removeItem(atPath: dir) }
+        }
+    }()
 }
