@@ -58,7 +58,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AsyncSpawnTests",
-            dependencies: ["AsyncSpawn", "CSpawn", "spawn-probe", "TestSupport"],
+            dependencies: ["AsyncSpawn", "CSpawn", "CSeccomp", "spawn-probe", "TestSupport"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

@@ -148,4 +148,81 @@ struct SeccompTests {
         #expect(report.outcome == "exited")
         #expect(report.stdout == "fine")
     }
+
+    // MARK: Preset bypasses (security review, issue 11, item 4)
+
+    /// sysprobe (Tests/Fixtures/sysprobe.c) run by spawn with these options; its one line.
+    private func probe(_ options: [String], _ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+        let r = CLI.spawn(["--json"] + options + [SysProbeBinary.path] + arguments)
+        let report = try checkedReport(r, sourceLocation: sourceLocation)
+        #expect(report.outcome == "exited", "\(r)", sourceLocation: sourceLocation)
+        return report.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test("--deny accepts system calls newer than libseccomp (setxattrat) and refuses them; unknown names stay usage errors")
+    func denyNewerThanLibseccomp() throws {
+        // On the main of 2026-12-03: "unknown system call 'setxattrat' in --deny", exit 125.
+        let dir = TempDir()
+        let file = dir.write("f", "x")
+        #expect(try probe(["--deny", "setxattrat"], ["setxattrat", file, "user.k", "v"]) == "setxattrat errno \(EPERM)")
+        #expect(try probe([], ["getxattr", file, "user.k"]) == "getxattr errno \(ENODATA)")
+        #expect(try probe(["--deny", "file_setattr,removexattrat,open_tree_attr"], ["removexattrat", file, "user.k"])
+                == "removexattrat errno \(EPERM)")
+        let unknown = CLI.spawn(["--deny", "setxattrat,setxattrat2", "true"])
+        #expect(unknown.status == 125, "\(unknown)")
+        #expect(unknown.stderrString.contains("setxattrat2"), "\(unknown)")
+    }
+
+    @Test("every --seccomp preset refuses io_uring: no file is created through IORING_OP_OPENAT")
+    func presetsRefuseIoUring() throws {
+        // On the main of 2026-12-03 only no-network refused io_uring_setup: under
+        // read-only-filesystem (and the three others) the ring created and wrote the file.
+        let dir = TempDir()
+        #expect(try probe([], ["io_uring-write", dir.file("unfiltered")]) == "io_uring-write ok")
+        #expect(FileManager.default.contents(atPath: dir.file("unfiltered")) == Data("io_uring\n".utf8))
+        for preset in ["no-network", "no-new-processes", "no-process-inspection", "no-administration", "read-only-filesystem"] {
+            #expect(try probe(["--seccomp", preset], ["io_uring-write", dir.file(preset)]) == "io_uring-write errno \(EPERM)", "\(preset)")
+            #expect(!FileManager.default.fileExists(atPath: dir.file(preset)), "\(preset)")
+        }
+    }
+
+    @Test("--seccomp read-only-filesystem refuses fchmodat2, setxattrat, removexattrat and file_setattr")
+    func readOnlyFilesystemNewCalls() throws {
+        // On the main of 2026-12-03 all four went through: the mode became 600 and the
+        // attribute was set.
+        let dir = TempDir()
+        let file = dir.write("f", "x", mode: 0o644)
+        let ro = ["--seccomp", "read-only-filesystem"]
+        #expect(try probe(ro, ["fchmodat2", file, "600"]) == "fchmodat2 errno \(EPERM)")
+        var st = stat()
+        #expect(stat(file, &st) == 0 && st.st_mode & 0o777 == 0o644)
+        #expect(try probe([], ["fchmodat2", file, "600"]) == "fchmodat2 ok")
+        #expect(stat(file, &st) == 0 && st.st_mode & 0o777 == 0o600)
+        #expect(try probe(ro, ["setxattrat", file, "user.k", "v"]) == "setxattrat errno \(EPERM)")
+        #expect(try probe(ro, ["removexattrat", file, "user.k"]) == "removexattrat errno \(EPERM)")
+        #expect(try probe(ro, ["file_setattr-nodump", file]) == "file_setattr-nodump errno \(EPERM)")
+        if try probe([], ["setxattrat", file, "user.k", "v"]) != "setxattrat errno \(ENOSYS)" {  // kernels before 6.13
+            #expect(try probe([], ["getxattr", file, "user.k"]) == "getxattr v")
+        }
+    }
+
+    @Test("--seccomp no-administration refuses clone with namespace flags, clone3 (ENOSYS) and open_tree_attr")
+    func noAdministrationNamespaces() throws {
+        // On the main of 2026-12-03 clone(CLONE_NEWUSER|CLONE_NEWNET) and clone3 with
+        // CLONE_NEWUSER made namespaces under no-administration, and open_tree_attr made
+        // a detached copy of a mount.
+        let dir = TempDir()
+        let admin = ["--seccomp", "no-administration"]
+        if getuid() == 0 {
+            #expect(try probe([], ["clone-flags", "0x50000000"]) == "clone-flags ok")
+            #expect(try probe([], ["clone3-newuser"]) == "clone3-newuser ok")
+            #expect(try probe([], ["open_tree_attr", dir.path]) == "open_tree_attr ok")
+        }
+        #expect(try probe(admin, ["clone-flags", "0x50000000"]) == "clone-flags errno \(EPERM)")
+        #expect(try probe(admin, ["clone3-newuser"]) == "clone3-newuser errno \(ENOSYS)")
+        #expect(try probe(admin + ["--seccomp-action", "kill"], ["clone3-newuser"]) == "clone3-newuser errno \(ENOSYS)")
+        #expect(try probe(admin, ["open_tree_attr", dir.path]) == "open_tree_attr errno \(EPERM)")
+        #expect(try probe(admin, ["fork"]) == "fork ok")
+        #expect(try probe(admin, ["thread"]) == "thread ok")
+    }
 }
