@@ -257,8 +257,11 @@ public enum SeccompPreset: String, Sendable, Hashable, CaseIterable {
     /// and so do `creat`, `truncate`, renames, unlinks, `mkdir`, `rmdir`, links,
     /// `mknod`, changes of mode (`chmod`, `fchmodat`, `fchmodat2`, …), owner, times,
     /// extended attributes (`setxattr`, `setxattrat`, `removexattrat`, …) and inode
-    /// flags (`file_setattr`), and io_uring.
-    /// Writing to descriptors already open (stdout, pipes) still works.
+    /// flags (`file_setattr`, and `ioctl` `FS_IOC_SETFLAGS`/`FS_IOC_FSSETXATTR`),
+    /// `open_by_handle_at`, and io_uring.
+    /// Writing to descriptors already open (stdout, pipes) still works. Not
+    /// covered: binding a Unix socket to a path creates a file (the address is in
+    /// memory, which BPF cannot read); combine with `noNetwork` when that matters.
     case readOnlyFilesystem
 
     /// The kebab-case name the CLI uses (`no-network`).
@@ -348,7 +351,16 @@ public enum SeccompPreset: String, Sendable, Hashable, CaseIterable {
                 "fchmodat", "fchmodat2", "chown", "fchown", "lchown", "fchownat", "utime", "utimes", "utimensat",
                 "futimesat", "setxattr", "lsetxattr", "fsetxattr", "setxattrat", "removexattr", "lremovexattr",
                 "fremovexattr", "removexattrat", "file_setattr",
+                // Opening by file handle takes its flags like openat; it needs
+                // CAP_DAC_READ_SEARCH, so refusing it whole costs nothing else.
+                "open_by_handle_at",
             ].map { SeccompRule($0, action) }
+            // The inode flags and attributes (immutable, append-only, no-dump,
+            // project id) through ioctl, on a descriptor opened read-only:
+            // FS_IOC_SETFLAGS and FS_IOC_FSSETXATTR, what file_setattr does.
+            for request: UInt64 in [0x4008_6602, 0x401c_5820] {
+                rules.append(SeccompRule("ioctl", action, when: [SeccompCondition(argument: 1, .equal, request)]))
+            }
         }
         rules += ioUring
         // On x86_64 and aarch64 every name resolves (libseccomp or SyscallTable), and

@@ -81,7 +81,7 @@ struct StepFailureTests {
         #expect(error?.step == "resolve")
         #expect(error?.errno == EACCES)
 
-        try FileManager.default.copyItem(atPath: Probe.path, toPath: second.file("tool"))
+        try copyExecutable(Probe.path, to: second.file("tool"))
         let result = try await run(config)
         #expect(result.termination == .exited(7))
     }

@@ -403,6 +403,28 @@ extension SeccompTests {
         #expect(try await SysProbe.run(["file_getattr", second], filter: nil).line == "file_getattr xflags 0x0")
     }
 
+    @Test func readOnlyFilesystemRefusesInodeFlagsThroughIoctl() async throws {
+        // On the main of 2026-12-03 (and after the first fix of item 4) FS_IOC_SETFLAGS
+        // on a descriptor opened read-only set FS_NODUMP_FL (chattr +d) under
+        // readOnlyFilesystem: what file_setattr does, through ioctl.
+        let dir = try scratch("ioctl-setflags")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let first = dir.appendingPathComponent("unfiltered").path, second = dir.appendingPathComponent("filtered").path
+        try Data("x".utf8).write(to: URL(fileURLWithPath: first))
+        try Data("x".utf8).write(to: URL(fileURLWithPath: second))
+        let unfiltered = try await SysProbe.run(["ioctl-setflags-nodump", first], filter: nil).line
+        guard unfiltered == "ioctl-setflags-nodump ok" else {
+            // A file system without inode flags (tmpfs before 6.0): nothing to bypass.
+            #expect(unfiltered.hasPrefix("ioctl-setflags-nodump errno"))
+            return
+        }
+        #expect(try await SysProbe.run(["ioctl-getflags", first], filter: nil).line == "ioctl-getflags 0x40")
+        let filter = SeccompFilter.preset(.readOnlyFilesystem)
+        #expect(try await SysProbe.run(["ioctl-setflags-nodump", second], filter: filter).line
+                == "ioctl-setflags-nodump errno \(EPERM)")
+        #expect(try await SysProbe.run(["ioctl-getflags", second], filter: nil).line == "ioctl-getflags 0x0")
+    }
+
     @Test func noAdministrationRefusesOpenTreeAttr() async throws {
         // On the main of 2026-12-03 open_tree_attr (467) was not in the preset: as root
         // it made a detached, read-write copy of a mount under noAdministration.

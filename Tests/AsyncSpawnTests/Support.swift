@@ -57,8 +57,7 @@ enum Probe {
         let dir = String(cString: p!)
         chmod(dir, 0o755)
         let target = dir + "/spawn-probe"
-        let data = FileManager.default.contents(atPath: path)!
-        _ = FileManager.default.createFile(atPath: target, contents: data, attributes: [.posixPermissions: 0o755])
+        do { try copyExecutable(path, to: target) } catch { preconditionFailure("\(error)") }
         // Kept for the rest of the run (tests use it concurrently), removed at exit.
         worldCopyDirectory = dir
         atexit {

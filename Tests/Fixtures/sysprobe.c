@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/ioctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -202,6 +203,22 @@ int main(int argc, char **argv) {
         if (n < 0) return report(m, -1);
         value[n] = 0;
         printf("getxattr %s\n", value);
+        return 0;
+    }
+    if (!strcmp(m, "ioctl-setflags-nodump") && argc > 2) {
+        // chattr +d through FS_IOC_SETFLAGS on a descriptor opened read-only.
+        int fd = open(argv[2], O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return report(m, -1);
+        int flags = 0;
+        if (ioctl(fd, 0x80086601 /* FS_IOC_GETFLAGS */, &flags) < 0) return report(m, -1);
+        flags |= 0x40; /* FS_NODUMP_FL */
+        return report(m, ioctl(fd, 0x40086602 /* FS_IOC_SETFLAGS */, &flags));
+    }
+    if (!strcmp(m, "ioctl-getflags") && argc > 2) {
+        int fd = open(argv[2], O_RDONLY | O_CLOEXEC);
+        int flags = 0;
+        if (fd < 0 || ioctl(fd, 0x80086601, &flags) < 0) return report(m, -1);
+        printf("%s 0x%x\n", m, flags & 0x40);
         return 0;
     }
     if (!strcmp(m, "file_setattr-nodump") && argc > 2) {

@@ -106,3 +106,22 @@ enum GCC {
         }
     }()
 }
+
+/// Copies `source` to `destination` (created, mode `mode`) through close-on-exec
+/// descriptors. Not FileManager.copyItem: a descriptor open for writing that a
+/// concurrently spawned process inherited would make the exec of the copy fail
+/// with ETXTBSY.
+public func copyExecutable(_ source: String, to destination: String, mode: mode_t = 0o755) throws {
+    guard let bytes = ProcFS.readFile(source) else { throw PreconditionUnmet("cannot read \(source)") }
+    let fd = open(destination, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+    guard fd >= 0 else { throw PreconditionUnmet("cannot create \(destination): errno \(errno)") }
+    defer { close(fd) }
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { throw PreconditionUnmet("cannot write \(destination): errno \(errno)") }
+        offset += n
+    }
+    fchmod(fd, mode)
+}

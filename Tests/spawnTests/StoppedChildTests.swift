@@ -52,8 +52,7 @@ struct StoppedChildTests {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false,
                                                     attributes: [.posixPermissions: 0o755])
             let probe = directory + "/spawn-probe"
-            try FileManager.default.copyItem(atPath: source, toPath: probe)
-            chmod(probe, 0o755)
+            try copyExecutable(source, to: probe)
             let argv = [CLI.spawnPath, "--uid", "\(uid)", "--gid", "\(uid)", "--timeout", "\(Int(TestTime.hang.inSeconds))",
                         "--", probe, "stop-new-pids"]
             var cArgs = argv.map { strdup($0) } + [nil]
@@ -123,8 +122,7 @@ struct CapabilityTests {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false,
                                                 attributes: [.posixPermissions: 0o755])
         let path = directory + "/spawn"
-        try FileManager.default.copyItem(atPath: CLI.spawnPath, toPath: path)
-        chmod(path, 0o755)
+        try copyExecutable(CLI.spawnPath, to: path)
         return (path, directory)
     }
 

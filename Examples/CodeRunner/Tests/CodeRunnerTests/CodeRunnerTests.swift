@@ -415,6 +415,61 @@ struct CodeRunnerTests {
         }
     }
 
+    /// Issue 11, defect 1, through the server: every run runs as the same uid, so
+    /// one submitted program can SIGSTOP the children of the others between their
+    /// uid drop and their exec. On the main of 2026-12-03 that froze the thread
+    /// that created every child: from then on no run ended and every later
+    /// request got 503. Now each stopped child holds one spawning thread until
+    /// its wall limit, and the server keeps answering.
+    @Test func aRunStoppingOtherRunsChildrenCannotWedgeTheServer() async throws {
+        let shared = try makeTemporaryDirectory("code-runner-attacker")
+        chmod(shared, 0o777)
+        defer { try? FileManager.default.removeItem(atPath: shared) }
+        let ready = shared + "/ready"
+        try await withServer(["--max-concurrent-runs", "4", "--queue-timeout-seconds", "\(TestTime.hang.inSeconds)"]) {
+            server in
+            // SIGSTOP to every pid just created and about to be, again and again.
+            let attacker = Task {
+                try await server.run(
+                    RunBody(
+                        language: "python3",
+                        source: """
+                            import os, signal
+                            open('\(ready)', 'w').write('1')
+                            me = os.getpid()
+                            while True:
+                                last = int(open('/proc/sys/kernel/ns_last_pid').read())
+                                for p in range(last - 4, last + 16):
+                                    if p > 1 and p != me:
+                                        try:
+                                            os.kill(p, signal.SIGSTOP)
+                                        except OSError:
+                                            pass
+                            """,
+                        limits: ["wall_seconds": TestTime.childLifetime.inSeconds]))
+            }
+            defer { attacker.cancel() }
+            let end = ContinuousClock.now + TestTime.hang
+            while !FileManager.default.fileExists(atPath: ready) && ContinuousClock.now < end {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            try #require(FileManager.default.fileExists(atPath: ready), "the attacker never started")
+            var outcomes: [String] = []
+            for i in 0..<12 {
+                let report = try await server.run(
+                    RunBody(language: "sh", source: "echo \(i)\n", limits: ["wall_seconds": 1]))
+                outcomes.append(report.outcome)
+                #expect(report.outcome == "exited" || report.outcome == "timed_out", "run \(i): \(report)")
+            }
+            // The server still answers, and the attacker's runs never took it down.
+            let health = try await server.get("/health")
+            #expect(health.status == 200, "\(health.body)")
+            attacker.cancel()
+            _ = try? await attacker.value
+            print("aRunStoppingOtherRunsChildrenCannotWedgeTheServer: \(outcomes)")
+        }
+    }
+
     // MARK: Bad requests
 
     @Test func malformedRequestsGet400WithAClearMessage() async throws {
