@@ -95,6 +95,36 @@ struct DumpableTests {
         }
     }
 
+    /// Two credential-changing spawns at once, on two spawning threads: one child
+    /// stopped before its exec (after its uid drop, so the shared memory space is
+    /// non-dumpable the whole time) while twenty others come and go. The flag is
+    /// back at its saved value once all are done, not at the 0 one of them saw.
+    @Test func racingCredentialSpawnsRestoreTheFlag() async throws {
+        #expect(cspawn_get_dumpable() == 1)
+        var stuck = Configuration(executable: "/bin/true")
+        stuck.credentials = Credentials(userID: 65534, groupID: 65534)
+        stuck.testStopBeforeExec = true
+        stuck.timeout = .seconds(1)
+        var quick = Configuration(executable: Probe.worldExecutableCopy, arguments: ["exit", "0"])
+        quick.credentials = Credentials(userID: 65534, groupID: 65534)
+        try await withDeadline(TestTime.hang) { [stuck, quick] in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    let r = try await run(stuck)
+                    #expect(r.outcome == .timedOut)
+                }
+                for _ in 0..<20 {
+                    group.addTask {
+                        let r = try await run(quick)
+                        #expect(r.termination == .exited(0))
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        #expect(cspawn_get_dumpable() == 1)
+    }
+
     /// The saved value is restored, not forced to 1: a server that chose 0 keeps it.
     @Test func chosenZeroStaysZero() async throws {
         #expect(cspawn_set_dumpable(0) == 0)

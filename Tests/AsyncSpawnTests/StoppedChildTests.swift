@@ -78,6 +78,7 @@ struct StoppedChildTests {
         var stopped = Configuration(executable: "/bin/true")
         stopped.testStopBeforeExec = true
         stopped.timeout = hold
+        stopped.preExecDeadline = hold + TestTime.slack  // the timeout ends them, not this
         let quickTimeout = Duration.milliseconds(200)
         let (quickDone, stoppedDone, results) = try await withDeadline(TestTime.hang(forOperations: 60)) {
             [stopped] in
