@@ -22,6 +22,7 @@ LIBRARY_ALONE=(
     FallbackTests
     GroupCensusTests
     SubreaperTests
+    CloneParentTests
     StressNGTests PipeMisbehaviourTests ExecFailureTests ExecFailureLeakTests
     ReactorTests
     InteropTests

@@ -116,7 +116,9 @@ public struct SeccompFilter: Sendable, Hashable {
         SeccompFilter(defaultAction: .allow, rules: syscalls.map { SeccompRule($0, action) })
     }
 
-    /// This filter's rules followed by `other`'s (the default action stays this one's).
+    /// This filter's rules followed by `other`'s (the default action stays this
+    /// one's). Where both have a rule for the same call and conditions, this
+    /// one's action wins.
     public func merging(_ other: SeccompFilter) -> SeccompFilter {
         SeccompFilter(defaultAction: defaultAction, rules: rules + other.rules)
     }
@@ -189,7 +191,12 @@ public struct SeccompFilter: Sendable, Hashable {
         defer { seccomp_release(ctx) }
         var r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, cseccomp_act_kill_process())
         if r < 0 { throw failure("setting the bad-architecture action", r) }
+        // Merged presets can repeat a rule (the same call and conditions, with the
+        // same or another action): libseccomp refuses the second (EEXIST), so the
+        // first one for a call and conditions wins, as for calls without conditions.
+        var added = Set<SeccompRule>()
         for (rule, number) in zip(rules, numbers) where rule.action != defaultAction {
+            guard added.insert(SeccompRule(rule.syscall, .allow, when: rule.conditions)).inserted else { continue }
             var args: [scmp_arg_cmp] = rule.conditions.map { c in
                 var cmp = scmp_arg_cmp()
                 cmp.arg = UInt32(c.argument)
@@ -236,9 +243,9 @@ public enum SeccompPreset: String, Sendable, Hashable, CaseIterable {
     /// `socket()` for every address family but `AF_UNIX` fails (local IPC still
     /// works), and so does io_uring (it can create and connect sockets).
     case noNetwork
-    /// `fork` and `vfork` fail; `clone` without `CLONE_THREAD` fails (threads still
-    /// work); `clone3` fails with ENOSYS, so libc falls back to `clone`, whose flags
-    /// BPF can read. io_uring fails.
+    /// `fork` and `vfork` fail; `clone` without `CLONE_THREAD`, or with
+    /// `CLONE_PARENT`, fails (threads still work); `clone3` fails with ENOSYS, so
+    /// libc falls back to `clone`, whose flags BPF can read. io_uring fails.
     case noNewProcesses
     /// No inspecting other processes: `ptrace`, `process_vm_readv`,
     /// `process_vm_writev`, `kcmp`, `pidfd_getfd` and io_uring fail.
@@ -246,9 +253,10 @@ public enum SeccompPreset: String, Sendable, Hashable, CaseIterable {
     /// No system administration: mounts (`mount`, `umount2`, `pivot_root`, the new
     /// mount API with `open_tree_attr`), namespaces (`unshare`, `setns`, and
     /// `clone` with any of `CLONE_NEWNS`, `CLONE_NEWCGROUP`, `CLONE_NEWUTS`,
-    /// `CLONE_NEWIPC`, `CLONE_NEWUSER`, `CLONE_NEWPID`, `CLONE_NEWNET`), kernel
-    /// modules, `reboot`, `kexec_*`, `swapon`/`swapoff`, `bpf`, `perf_event_open`,
-    /// `chroot` and io_uring fail. `clone3`, whose flags BPF cannot read (they are
+    /// `CLONE_NEWIPC`, `CLONE_NEWUSER`, `CLONE_NEWPID`, `CLONE_NEWNET`), `clone`
+    /// with `CLONE_PARENT` (its child would become a child of the spawning process,
+    /// a server, instead of the run's), kernel modules, `reboot`, `kexec_*`,
+    /// `swapon`/`swapoff`, `bpf`, `perf_event_open`, `chroot` and io_uring fail. `clone3`, whose flags BPF cannot read (they are
     /// in memory), fails with ENOSYS whatever the action, so libc falls back to
     /// `clone`; plain `fork` and threads still work.
     case noAdministration
@@ -292,6 +300,11 @@ public enum SeccompPreset: String, Sendable, Hashable, CaseIterable {
         0x4000_0000,  // CLONE_NEWNET
     ]
 
+    /// CLONE_PARENT: the new process becomes a child of the caller's parent,
+    /// here the process that spawned the child (a server), which never waits for
+    /// processes it did not start.
+    static let cloneParent: UInt64 = 0x0000_8000
+
     /// The argument of clone(2) that holds its flags: the first everywhere but on
     /// s390x (CONFIG_CLONE_BACKWARDS2 swaps the first two).
     static var cloneFlagsArgument: Int {
@@ -318,6 +331,7 @@ public enum SeccompPreset: String, Sendable, Hashable, CaseIterable {
                 SeccompRule("fork", action),
                 SeccompRule("vfork", action),
                 SeccompRule("clone", action, when: cloneFlags(cloneThread, 0)),
+                SeccompRule("clone", action, when: cloneFlags(SeccompPreset.cloneParent, SeccompPreset.cloneParent)),
                 SeccompRule("clone3", .errno(ENOSYS)),
             ]
         case .noProcessInspection:
@@ -331,7 +345,7 @@ public enum SeccompPreset: String, Sendable, Hashable, CaseIterable {
                 "perf_event_open",
             ].map { SeccompRule($0, action) }
             // One rule per flag (rules for one call are alternatives): any of them refuses.
-            for flag in SeccompPreset.cloneNamespaceFlags {
+            for flag in SeccompPreset.cloneNamespaceFlags + [SeccompPreset.cloneParent] {
                 rules.append(SeccompRule("clone", action, when: cloneFlags(flag, flag)))
             }
             // clone3 takes its flags in a struct in memory, which BPF cannot read:

@@ -205,6 +205,21 @@ int main(int argc, char **argv) {
         printf("getxattr %s\n", value);
         return 0;
     }
+    if (!strcmp(m, "clone-parent") && argc > 2) {
+        // N raw clone(CLONE_PARENT|SIGCHLD) children that exit at once: children
+        // of this process's parent, which it never started.
+        long n = strtol(argv[2], NULL, 10), made = 0, r = 0;
+        for (long i = 0; i < n; i++) {
+            r = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+            if (r == 0) _exit(0);
+            if (r < 0) break;
+            made++;
+        }
+        if (r < 0) return report(m, r);
+        printf("%s ok %ld\n", m, made);
+        fflush(stdout);
+        return 0;
+    }
     if (!strcmp(m, "ioctl-setflags-nodump") && argc > 2) {
         // chattr +d through FS_IOC_SETFLAGS on a descriptor opened read-only.
         int fd = open(argv[2], O_RDONLY | O_CLOEXEC);

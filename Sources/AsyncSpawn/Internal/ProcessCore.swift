@@ -145,14 +145,15 @@ final class ProcessCore: Sendable {
         }
     }
 
-    /// When this process is a child subreaper or PID 1, the members of the
-    /// child's group that it outlived are reparented to this process, and their
-    /// zombies would stay forever (nothing else here waits for them): reap those
-    /// of the group, now and on reactor timers until the group is gone (at most
-    /// a second). Only zombies whose parent is this process and whose group is
-    /// the child's: descendants of the child, no other code's children.
+    /// Members of the child's group can be children of this process: orphans
+    /// reparented to it when it is a child subreaper or PID 1, and processes the
+    /// child made with `clone(CLONE_PARENT)` (a run without a filter that refuses
+    /// it). Their zombies would stay forever (nothing else here waits for them)
+    /// and count against their uid's RLIMIT_NPROC: reap those of the group, now
+    /// and on reactor timers until the group is gone (at most a second). Only
+    /// zombies whose parent is this process and whose group is the child's:
+    /// descendants of the child, no other code's children.
     static func reapOrphans(of group: Int32, attempt: Int = 0) {
-        guard cspawn_reaps_orphans() != 0 else { return }
         let remaining = cspawn_reap_group_orphans(group)
         guard remaining > 0, attempt < 100 else { return }
         Reactor.shared.schedule(after: .milliseconds(10)) { reapOrphans(of: group, attempt: attempt + 1) }
