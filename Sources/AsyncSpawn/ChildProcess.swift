@@ -92,6 +92,13 @@ public func withChildProcess<Result: Sendable>(
 ) async throws -> (value: Result, report: ProcessReport) {
     let launched = try await Launcher.launch(configuration)
     let child = launched.child
+    if Task.isCancelled {
+        // Cancelled while the child was being created (possibly stuck before its
+        // exec, and killed there): torn down, reaped, not handed to `body`.
+        await child.core.tearDownAndWait(.cancelled)
+        launched.close()
+        throw CancellationError()
+    }
     do {
         let value = try await body(child)
         await child.core.tearDownAndWait(.terminated)  // nothing to do if it has exited

@@ -73,9 +73,6 @@
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
-#ifndef SYS_pidfd_send_signal
-#define SYS_pidfd_send_signal 424
-#endif
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
@@ -128,15 +125,15 @@ CHILD_CODE static long sys(long n, long a, long b, long c, long d, long e) {
 // filter that denies exit_group (loaded at step 11, before the exec that then
 // failed) made this loop forever at 100 % CPU with the parent blocked in clone.
 // So: exit_group, exit (this is the only thread of the child), SIGKILL to itself
-// through its pidfd (the kernel stored it in the parent's memory before the
-// child ran) and by pid; and when every one of those is refused, a fault, which
-// no filter can refuse. The parent reads the report whatever ended the child.
+// by pid; and when every one of those is refused, a fault, which no filter can
+// refuse. (Not its pidfd: the kernel installs it in the parent's descriptor
+// table only, after copying that table for the child, so the number would name
+// another file here.) The parent reads the report whatever ended the child.
 CHILD_CODE __attribute__((noreturn)) static void fail(_cspawn_report *report, int step, long negative_errno) {
     __atomic_store_n(&report->error, (int32_t)-negative_errno, __ATOMIC_RELAXED);
     __atomic_store_n(&report->step, step, __ATOMIC_RELEASE);
     sys(SYS_exit_group, 127, 0, 0, 0, 0);
     sys(SYS_exit, 127, 0, 0, 0, 0);
-    if (report->pidfd && *report->pidfd >= 0) sys(SYS_pidfd_send_signal, *report->pidfd, SIGKILL, 0, 0, 0);
     long self = sys(SYS_getpid, 0, 0, 0, 0, 0);
     if (self > 0) sys(SYS_kill, self, SIGKILL, 0, 0, 0);
     // No core file of this child, which shares the parent's memory: best effort,

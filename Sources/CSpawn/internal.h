@@ -15,10 +15,6 @@
 typedef struct {
     int32_t step;
     int32_t error;
-    // The parent's variable that clone(CLONE_PIDFD) fills in before the child
-    // runs (-1 without a pidfd): the child's last way to kill itself when a
-    // filter refuses exit_group and exit.
-    const volatile int *pidfd;
 } _cspawn_report;
 
 /// The child's whole input: the caller's config, and where to report a failure.

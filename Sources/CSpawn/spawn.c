@@ -140,13 +140,38 @@ int cspawn_watch_kill(cspawn_watch *watch) {
         if (target < 0) {
             result = -1;
         } else {
-            long r = watch->is_pid ? kill(target, SIGKILL) : syscall(SYS_pidfd_send_signal, target, SIGKILL, NULL, 0);
-            (void)r; // ESRCH: it is already gone, which is what we want
-            __atomic_store_n(&watch->killed, 1, __ATOMIC_RELAXED);
+            long r = __atomic_load_n(&watch->is_pid, __ATOMIC_RELAXED) ? kill(target, SIGKILL) : syscall(SYS_pidfd_send_signal, target, SIGKILL, NULL, 0);
+            // The kernel stores the pidfd's number before it installs the
+            // descriptor (EBADF in between): count the kill only once it was sent
+            // (or the child is already gone), else try again a moment later.
+            if (r == 0 || errno == ESRCH)
+                __atomic_store_n(&watch->killed, 1, __ATOMIC_RELAXED);
+            else
+                result = -1;
         }
     }
     __atomic_store_n(&watch->state, CSPAWN_WATCH_IN_CLONE, __ATOMIC_RELEASE);
     return result;
+}
+
+// Before a clone: the slot empty and its kind set, then IN_CLONE with release
+// order, so a watchdog that acquires the state sees both.
+static void watch_enter(cspawn_watch *watch, int is_pid) {
+    __atomic_store_n(&watch->target, -1, __ATOMIC_RELAXED);
+    __atomic_store_n(&watch->is_pid, is_pid, __ATOMIC_RELAXED);
+    __atomic_store_n(&watch->state, CSPAWN_WATCH_IN_CLONE, __ATOMIC_RELEASE);
+}
+
+// Out of clone: wait for a watchdog that is signalling right now to finish
+// before the pidfd is read, closed or handed on (a few instructions).
+static void watch_leave(cspawn_watch *watch) {
+    for (;;) {
+        int expected = CSPAWN_WATCH_IN_CLONE;
+        if (__atomic_compare_exchange_n(&watch->state, &expected, CSPAWN_WATCH_IDLE, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED))
+            return;
+        sched_yield();
+    }
 }
 
 int cspawn_watch_killed(const cspawn_watch *watch) { return __atomic_load_n(&watch->killed, __ATOMIC_ACQUIRE); }
@@ -199,10 +224,9 @@ int cspawn_spawn_watched(const cspawn_config *config, cspawn_result *result, csp
     // the watch, so that a watchdog can read it while clone() blocks.
     cspawn_watch local_watch = {.target = -1, .is_pid = 0, .state = CSPAWN_WATCH_IDLE, .killed = 0};
     if (!watch) watch = &local_watch;
-    __atomic_store_n(&watch->target, -1, __ATOMIC_RELAXED);
     __atomic_store_n(&watch->killed, 0, __ATOMIC_RELAXED);
     volatile int *const pidfd_slot = &watch->target;
-    _cspawn_report report = {.step = CSPAWN_STEP_NONE, .error = 0, .pidfd = pidfd_slot};
+    _cspawn_report report = {.step = CSPAWN_STEP_NONE, .error = 0};
     _cspawn_child_context context = {
         .config = config,
         .report = &report,
@@ -216,12 +240,12 @@ int cspawn_spawn_watched(const cspawn_config *config, cspawn_result *result, csp
     int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
     pid_t pid;
     int clone_errno = 0;
-    __atomic_store_n(&watch->state, CSPAWN_WATCH_IN_CLONE, __ATOMIC_RELEASE);
     if (mode == 0 || mode == 1) {
-        watch->is_pid = 0;
+        watch_enter(watch, 0);
         pid = cspawn_clone(_cspawn_child, stack + STACK_SIZE + GUARD_SIZE, flags | CLONE_PIDFD, &context,
                            (int *)pidfd_slot);
         clone_errno = errno;
+        watch_leave(watch);
         if (pid < 0 && clone_errno == EINVAL && mode == 0) {
             // A kernel before 5.2: no CLONE_PIDFD.
             __atomic_store_n(&pidfd_mode, 2, __ATOMIC_RELAXED);
@@ -234,21 +258,11 @@ int cspawn_spawn_watched(const cspawn_config *config, cspawn_result *result, csp
     if (mode >= 2) {
         // No pidfds: the kernel stores the pid instead (CLONE_PARENT_SETTID), so
         // a watchdog can still kill by pid (stable: the child is ours and unreaped).
-        __atomic_store_n(&watch->target, -1, __ATOMIC_RELAXED);
-        watch->is_pid = 1;
-        report.pidfd = NULL; // the slot holds a pid now: not for pidfd_send_signal
+        watch_enter(watch, 1);
         pid = cspawn_clone(_cspawn_child, stack + STACK_SIZE + GUARD_SIZE, flags | CLONE_PARENT_SETTID, &context,
                            (int *)pidfd_slot);
         clone_errno = errno;
-    }
-    // Out of clone: wait for a watchdog that is signalling right now to finish
-    // before the pidfd is read, closed or handed on (a few instructions).
-    for (;;) {
-        int expected = CSPAWN_WATCH_IN_CLONE;
-        if (__atomic_compare_exchange_n(&watch->state, &expected, CSPAWN_WATCH_IDLE, 0, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_RELAXED))
-            break;
-        sched_yield();
+        watch_leave(watch);
     }
     if (mode == 1 || mode == 0) pidfd = __atomic_load_n(&watch->target, __ATOMIC_RELAXED);
 

@@ -57,6 +57,51 @@ struct StoppedChildTests {
         #expect(scoped?.errno == ETIMEDOUT)
     }
 
+    /// A child of this process stopped before its exec (still named after the
+    /// spawning thread), once it is there.
+    private func waitForAStoppedChild() async throws -> pid_t {
+        let end = ContinuousClock.now + TestTime.hang
+        while ContinuousClock.now < end {
+            for pid in (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap({ pid_t($0) }) ?? [] {
+                guard let stat = ProcFS.readFile("/proc/\(pid)/stat") else { continue }
+                let text = String(decoding: stat, as: UTF8.self)
+                guard text.contains("(asyncspawn-sp)"), let close = text.lastIndex(of: ")") else { continue }
+                let fields = text[text.index(after: close)...].split(separator: " ")
+                if fields.count > 2 && fields[0] == "T" && fields[1] == "\(getpid())" { return pid }
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        throw PreconditionUnmet("no child of this process stopped before its exec")
+    }
+
+    /// Cancelling a run whose child is stopped before its exec ends it at once
+    /// (the spawner kills the child inside clone), not at the pre-exec deadline
+    /// or never: found by review after the first fix of defect 1.
+    @Test func cancellingAStoppedSpawn() async throws {
+        var config = Configuration(executable: "/bin/true")
+        config.testStopBeforeExec = true
+        config.preExecDeadline = TestTime.childLifetime
+        for scoped in [false, true] {
+            let task = Task { [config] in
+                if scoped {
+                    _ = try await withChildProcess(config) { _ in }
+                } else {
+                    _ = try await run(config)
+                }
+            }
+            let stopped = try await waitForAStoppedChild()
+            let cancelled = ContinuousClock.now
+            task.cancel()
+            let outcome = try await withDeadline(TestTime.hang) { await task.result }
+            #expect(ContinuousClock.now - cancelled < TestTime.endsBy(.zero))
+            switch outcome {
+            case .success: Issue.record("the cancelled \(scoped ? "withChildProcess" : "run") succeeded")
+            case .failure(let error): #expect(error is CancellationError, "\(error)")
+            }
+            #expect(kill(stopped, 0) != 0, "the stopped child \(stopped) is still there")
+        }
+    }
+
     /// A pre-exec deadline shorter than the timeout wins: spawn failure, not timeout.
     @Test func preExecDeadlineBeforeTheTimeout() async throws {
         var config = Configuration(executable: "/bin/true")

@@ -22,6 +22,8 @@ struct SpawnJob: Sendable {
     let body: @Sendable (Spawner.WatchPointer) -> Void
     /// When the watchdog kills a child still stuck before its exec.
     let deadline: ContinuousClock.Instant?
+    /// Names the job for Spawner.abort.
+    let ticket: Spawner.Ticket
     /// The child's ends of its pipes, closed by `body` once the child exists.
     let childEnds: [Int32]
 
@@ -95,8 +97,21 @@ enum Launcher {
     /// Starts the child and returns once it exists (or throws why it could not).
     static func launch(_ c: Configuration) async throws(SpawnError) -> Launched {
         let (launched, job) = try prepare(c)
+        // A cancellation while the child is stuck before its exec kills it there
+        // (through the core's teardown and Spawner.abort), not at its deadline.
+        let core = launched.child.core
+        let outcome: Result<Void, SpawnError> = await withTaskCancellationHandler {
+            do throws(SpawnError) {
+                try await Spawner.shared.perform(job.deadline, ticket: job.ticket, job.body)
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        } onCancel: {
+            core.beginTeardown(.cancelled)
+        }
         do throws(SpawnError) {
-            try await Spawner.shared.perform(job.deadline, job.body)
+            try outcome.get()
         } catch {
             job.abandon()
             launched.close()
@@ -115,7 +130,7 @@ enum Launcher {
     static func start(_ c: Configuration) throws(SpawnError) -> Launched {
         let (launched, job) = try prepare(c)
         do throws(SpawnError) {
-            try Spawner.shared.submit(Spawner.Job(body: job.body, deadline: job.deadline))
+            try Spawner.shared.submit(Spawner.Job(body: job.body, deadline: job.deadline, ticket: job.ticket))
         } catch {
             job.abandon()
             launched.close()
@@ -266,7 +281,8 @@ enum Launcher {
                 core.spawnFailed(spawnError(result, path: path, workingDirectory: workingDirectory))
                 return
             }
-            if cspawn_watch_killed(watch.pointer) != 0 && !timeoutFirst {
+            let killed = cspawn_watch_killed(watch.pointer) != 0
+            if killed && !timeoutFirst && !core.teardownRequested {
                 // Killed at the pre-exec deadline, with no timeout before it: the
                 // spawn failed. Reap the child (dead: SIGKILL) and say so.
                 var code: Int32 = 0, status: Int32 = 0, user: Int64 = 0, system: Int64 = 0, rss: Int64 = 0
@@ -278,8 +294,10 @@ enum Launcher {
                         + "\(c.preExecDeadline) (it was stopped or stuck) and was killed (errno \(ETIMEDOUT))"))
                 return
             }
-            if cspawn_watch_killed(watch.pointer) != 0 {
-                // Killed at its timeout before its exec: a timed-out run.
+            if killed && !core.teardownRequested {
+                // Killed at its timeout before its exec: a timed-out run. (Killed
+                // because the run was torn down, cancelled say: that teardown's
+                // reason is already recorded.)
                 core.beginTeardown(.timeout)
             }
             core.spawned(pid: result.pid, pidfd: result.pidfd)
@@ -289,7 +307,9 @@ enum Launcher {
             // The timeout counts from the start of the spawn.
             if let timeout { core.armTimeout(max(.zero, timeout - (ContinuousClock.now - started))) }
         }
-        let job = SpawnJob(body: body, deadline: deadline, childEnds: childEnds)
+        let ticket = Spawner.Ticket()
+        core.setAbortSpawn { Spawner.shared.abort(ticket) }
+        let job = SpawnJob(body: body, deadline: deadline, ticket: ticket, childEnds: childEnds)
         let child = ChildProcess(
             core: core,
             standardOutput: ChildOutput(pipe: out, core: core, limit: c.outputLimit, maximumLineLength: c.maximumLineLength),

@@ -64,6 +64,8 @@ final class ProcessCore: Sendable {
         /// The child has ended and is about to be reaped: its group id may be
         /// freed any moment, so nothing signals the group by id any more.
         var reaping = false
+        /// Kills the child while it is still inside `clone` (Spawner.abort).
+        var abortSpawn: (@Sendable () -> Void)?
     }
 
     private let state: Locked<State>
@@ -284,6 +286,7 @@ final class ProcessCore: Sendable {
     /// cooperative pool, so a blocked pool cannot delay it. `reason` is recorded
     /// only if the child is still running (or, for the output limit, always).
     func beginTeardown(_ reason: TeardownReason) {
+        var abort: (@Sendable () -> Void)?
         let start = state.withLock { s -> Bool in
             // A stream past the output limit is the outcome even when the child
             // exited meanwhile; the other reasons count only if they ended it.
@@ -291,13 +294,26 @@ final class ProcessCore: Sendable {
             if s.exit != nil || s.teardownStarted || s.spawnError != nil { return false }
             if s.pid < 0 {
                 s.teardownPending = true  // fired by spawned(pid:pidfd:)
+                abort = s.abortSpawn
                 return false
             }
             s.teardownStarted = true
             return true
         }
         if start { signalTeardown() }
+        // Before the child exists: if it is stuck before its exec, kill it there.
+        abort?()
     }
+
+    /// Set once, before the spawn is handed on: ends a child still inside
+    /// `clone` when the run is torn down before the child's exec.
+    func setAbortSpawn(_ abort: @escaping @Sendable () -> Void) {
+        state.withLock { $0.abortSpawn = abort }
+    }
+
+    /// A teardown was asked for before the child existed (cancellation,
+    /// termination, a timeout).
+    var teardownRequested: Bool { state.withLock { $0.teardownPending } }
 
     /// A teardown recorded before the child existed, started now that it does.
     private func fireTeardown() {

@@ -39,7 +39,12 @@ final class Spawner: @unchecked Sendable {
         let body: @Sendable (WatchPointer) -> Void
         /// When a child still inside `clone` is killed (nil: never).
         let deadline: ContinuousClock.Instant?
+        /// Names the job for ``abort(_:)``.
+        let ticket: Ticket
     }
+
+    /// The identity of one job, for ``abort(_:)``.
+    final class Ticket: Sendable {}
 
     /// A spawner thread's `cspawn_watch`, allocated once and never freed (the
     /// thread never exits); the watchdog reads it under the pool's lock.
@@ -49,12 +54,15 @@ final class Spawner: @unchecked Sendable {
 
     private struct Worker {
         let watch: WatchPointer
-        /// The spawn this thread is running, if any.
-        var current: (started: ContinuousClock.Instant, deadline: ContinuousClock.Instant?)?
+        /// The spawn this thread is running, if any; `aborted`: its run was
+        /// torn down (cancelled, terminated) before the child's exec.
+        var current: (started: ContinuousClock.Instant, deadline: ContinuousClock.Instant?, ticket: Ticket, aborted: Bool)?
     }
 
     private struct State {
-        var queue: [Job] = []
+        /// Jobs not yet taken, from `head` on; a taken slot is nil, so that a
+        /// finished job (its core, pipes, arguments) is not kept alive by the queue.
+        var queue: [Job?] = []
         var head = 0
         var workers: [Worker] = []
         var idle = 0
@@ -95,15 +103,15 @@ final class Spawner: @unchecked Sendable {
     }
 
     /// Runs `body` on a spawner thread and returns once it has run.
-    func perform(_ deadline: ContinuousClock.Instant?, _ body: @escaping @Sendable (WatchPointer) -> Void)
-        async throws(SpawnError)
-    {
+    func perform(
+        _ deadline: ContinuousClock.Instant?, ticket: Ticket, _ body: @escaping @Sendable (WatchPointer) -> Void
+    ) async throws(SpawnError) {
         let result: Result<Void, SpawnError> = await withCheckedContinuation { continuation in
             do throws(SpawnError) {
                 try submit(Job(body: { watch in
                     body(watch)
                     continuation.resume(returning: .success(()))
-                }, deadline: deadline))
+                }, deadline: deadline, ticket: ticket))
             } catch {
                 continuation.resume(returning: .failure(error))
             }
@@ -145,7 +153,8 @@ final class Spawner: @unchecked Sendable {
                 state.idle -= 1
                 continue
             }
-            let job = state.queue[state.head]
+            let job = state.queue[state.head]!
+            state.queue[state.head] = nil
             state.head += 1
             if state.head == state.queue.count {
                 state.queue.removeAll(keepingCapacity: true)
@@ -154,12 +163,27 @@ final class Spawner: @unchecked Sendable {
                 state.queue.removeFirst(state.head)
                 state.head = 0
             }
-            state.workers[index].current = (ContinuousClock.now, job.deadline)
+            state.workers[index].current = (ContinuousClock.now, job.deadline, job.ticket, false)
             pthread_mutex_unlock(mutex)
             job.body(watch)
             pthread_mutex_lock(mutex)
             state.workers[index].current = nil
         }
+    }
+
+    /// The run of `ticket` was torn down (cancelled, terminated) while its job
+    /// was queued or running: a child still inside `clone` is killed by the
+    /// watchdog at once (not at its deadline). A queued job still runs: its child
+    /// gets the teardown as soon as it exists.
+    func abort(_ ticket: Ticket) {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        guard let index = state.workers.firstIndex(where: { $0.current?.ticket === ticket }) else { return }
+        state.workers[index].current?.aborted = true
+        let now = ContinuousClock.now
+        guard let reactor = try? Reactor.start() else { return }
+        state.watchdogAt = now
+        reactor.schedule(after: .zero) { [self, now] in self.watchdog(scheduledFor: now) }
     }
 
     // MARK: The watchdog (on the reactor thread)
@@ -194,7 +218,9 @@ final class Spawner: @unchecked Sendable {
             // Only a child that is stuck is killed: one whose deadline passed
             // while its spawn waited in the queue gets its clone (a quick one
             // execs, and its timeout then tears it down at once).
-            if let deadline = current.deadline.map({ max($0, current.started + Self.stuckAfter) }) {
+            if current.aborted {
+                if cspawn_watch_kill(worker.watch.pointer) < 0 { retry = true }
+            } else if let deadline = current.deadline.map({ max($0, current.started + Self.stuckAfter) }) {
                 if deadline <= now {
                     // -1: the kernel has not stored the pidfd yet; 0: the clone is over.
                     if cspawn_watch_kill(worker.watch.pointer) < 0 { retry = true }
