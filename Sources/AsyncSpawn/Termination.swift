@@ -58,7 +58,12 @@ public struct ResourceUsage: Sendable, Hashable {
     public var userTime: Duration
     /// CPU time spent in the kernel on the child's behalf.
     public var systemTime: Duration
-    /// Peak resident set size in KiB (`ru_maxrss`).
+    /// Peak resident set size in KiB, as the kernel's rusage of the child says
+    /// (`ru_maxrss`). The child is created sharing this process's memory
+    /// (`CLONE_VM`, like `posix_spawn`), and the kernel starts its peak at this
+    /// process's resident set at the child's `execve`: a value up to this
+    /// process's own peak means "at most that much", and it reveals this
+    /// process's memory use. Do not show it to an untrusted party as the child's.
     public var maxResidentSetKiB: Int
 
     /// A usage value.
