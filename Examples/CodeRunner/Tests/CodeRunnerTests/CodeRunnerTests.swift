@@ -470,6 +470,41 @@ struct CodeRunnerTests {
         }
     }
 
+    /// Issue 12, item 2: a run that makes 130 children with clone(CLONE_PARENT)
+    /// made them children of the server, which never reaped them: on the main
+    /// of 2026-12-03 they stayed zombies of the runs' uid, and every later `sh`
+    /// run failed with "Cannot fork" under the runs' process limit. Now the
+    /// server's filter refuses CLONE_PARENT (and AsyncSpawn reaps such zombies
+    /// of a run's group anyway), and later runs still fork.
+    @Test func cloneParentCannotExhaustLaterRuns() async throws {
+        try await withServer { server in
+            let attack = try await server.run(
+                RunBody(
+                    language: "python3",
+                    source: """
+                        import ctypes, os
+                        libc = ctypes.CDLL(None, use_errno=True)
+                        made = 0
+                        for _ in range(130):
+                            r = libc.syscall(56, 0x8000 | 17, 0, 0, 0, 0)
+                            if r == 0:
+                                os._exit(0)
+                            if r < 0:
+                                print('refused', ctypes.get_errno())
+                                break
+                            made += 1
+                        print('made', made)
+                        """))
+            #expect(attack.outcome == "exited", "\(attack)")
+            #expect(attack.stdout.hasPrefix("refused \(EPERM)"), "CLONE_PARENT was not refused: \(attack.stdout)")
+            for i in 0..<3 {
+                let later = try await server.run(RunBody(language: "sh", source: "ls / | head -2 | wc -l\n"))
+                #expect(later.outcome == "exited" && later.exit_code == 0, "run \(i): \(later)")
+                #expect(later.stdout == "2\n", "run \(i): \(later.stdout) \(later.stderr)")
+            }
+        }
+    }
+
     // MARK: Bad requests
 
     @Test func malformedRequestsGet400WithAClearMessage() async throws {
