@@ -406,28 +406,34 @@ static int compare_pids(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+// The state, parent and process group of /proc/NAME/stat; -1 when NAME is not a
+// pid or the process is gone.
+static int read_proc_stat(const char *name, char *state, int *ppid, int *pgrp) {
+    if (name[0] < '1' || name[0] > '9') return -1;
+    char path[300], buffer[512];
+    snprintf(path, sizeof path, "/proc/%s/stat", name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buffer, sizeof buffer - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buffer[n] = 0;
+    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+    char *close_paren = strrchr(buffer, ')');
+    if (!close_paren) return -1;
+    return sscanf(close_paren + 1, " %c %d %d", state, ppid, pgrp) == 3 ? 0 : -1;
+}
+
 // Rebuilds the census; returns 0, or -1 when /proc cannot be read.
 static int census_scan(void) {
     DIR *proc = opendir("/proc");
     if (!proc) return -1;
     census_count = 0;
     struct dirent *entry;
-    char path[300], buffer[512];
     while ((entry = readdir(proc))) {
-        if (entry->d_name[0] < '1' || entry->d_name[0] > '9') continue;
-        snprintf(path, sizeof path, "/proc/%s/stat", entry->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
-        ssize_t n = read(fd, buffer, sizeof buffer - 1);
-        close(fd);
-        if (n <= 0) continue;
-        buffer[n] = 0;
-        // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-        char *close_paren = strrchr(buffer, ')');
-        if (!close_paren) continue;
-        char state = 0;
-        int ppid = 0, pgrp = 0;
-        if (sscanf(close_paren + 1, " %c %d %d", &state, &ppid, &pgrp) != 3) continue;
+        char state;
+        int ppid, pgrp;
+        if (read_proc_stat(entry->d_name, &state, &ppid, &pgrp) < 0) continue;
         if (state == 'Z' || state == 'X') continue;
         if (census_count == census_capacity) {
             size_t capacity = census_capacity ? census_capacity * 2 : 256;
@@ -487,21 +493,10 @@ int cspawn_reap_group_orphans(pid_t pgid) {
     pid_t self = getpid();
     int left = 0;
     struct dirent *entry;
-    char path[300], buffer[512];
     while ((entry = readdir(proc))) {
-        if (entry->d_name[0] < '1' || entry->d_name[0] > '9') continue;
-        snprintf(path, sizeof path, "/proc/%s/stat", entry->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
-        ssize_t n = read(fd, buffer, sizeof buffer - 1);
-        close(fd);
-        if (n <= 0) continue;
-        buffer[n] = 0;
-        char *close_paren = strrchr(buffer, ')');
-        if (!close_paren) continue;
-        char state = 0;
-        int ppid = 0, pgrp = 0;
-        if (sscanf(close_paren + 1, " %c %d %d", &state, &ppid, &pgrp) != 3 || pgrp != pgid) continue;
+        char state;
+        int ppid, pgrp;
+        if (read_proc_stat(entry->d_name, &state, &ppid, &pgrp) < 0 || pgrp != pgid) continue;
         pid_t pid = (pid_t)strtol(entry->d_name, NULL, 10);
         int status;
         if (state == 'Z' && ppid == self && waitpid(pid, &status, WNOHANG | __WALL) == pid) continue;

@@ -352,17 +352,6 @@ struct GroupCensusTests {
 
 @Suite(Gate.exclusive, .serialized)
 struct SubreaperTests {
-    /// Zombies of the child's group whose parent is this process.
-    private func zombies(ofGroup group: pid_t) -> [pid_t] {
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
-        return entries.compactMap { pid_t($0) }.filter { pid in
-            guard let stat = ProcFS.readFile("/proc/\(pid)/stat") else { return false }
-            let text = String(decoding: stat, as: UTF8.self)
-            guard let close = text.lastIndex(of: ")") else { return false }
-            let fields = text[text.index(after: close)...].split(separator: " ")
-            return fields.count > 3 && fields[0] == "Z" && fields[1] == "\(getpid())" && fields[2] == "\(group)"
-        }
-    }
 
     /// Suspected: zombies when the parent is a subreaper or PID 1. The members of
     /// the child's group that the child leaves behind are reparented to this
@@ -381,27 +370,16 @@ struct SubreaperTests {
         // The reaping may go on for a moment after the run (a SIGKILLed member
         // becomes a zombie a little later): poll, bounded.
         let end = ContinuousClock.now + TestTime.hang
-        while (!zombies(ofGroup: group).isEmpty || kill(-group, 0) == 0) && ContinuousClock.now < end {
+        while (zombieChildren(ofGroup: group) > 0 || kill(-group, 0) == 0) && ContinuousClock.now < end {
             try await Task.sleep(for: .milliseconds(10))
         }
-        #expect(zombies(ofGroup: group).isEmpty, "zombies of group \(group) left as children of this process")
+        #expect(zombieChildren(ofGroup: group) == 0, "zombies of group \(group) left as children of this process")
         #expect(kill(-group, 0) != 0, "group \(group) still exists")
     }
 }
 
 @Suite(Gate.exclusive, .serialized)
 struct CloneParentTests {
-    /// This process's zombie children whose group is `group`.
-    private func zombies(ofGroup group: pid_t) -> Int {
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return 0 }
-        return entries.compactMap { pid_t($0) }.filter { pid in
-            guard let stat = ProcFS.readFile("/proc/\(pid)/stat") else { return false }
-            let text = String(decoding: stat, as: UTF8.self)
-            guard let close = text.lastIndex(of: ")") else { return false }
-            let fields = text[text.index(after: close)...].split(separator: " ")
-            return fields.count > 3 && fields[0] == "Z" && fields[1] == "\(getpid())" && fields[2] == "\(group)"
-        }.count
-    }
 
     /// Issue 12, item 2: `clone(CLONE_PARENT)` makes the new process a child of
     /// the spawning process (a server), which never waited for it: 50 zombies of
@@ -415,8 +393,8 @@ struct CloneParentTests {
         #expect(result.standardOutputString == "clone-parent ok 50\n")
         let group = result.processID
         let end = ContinuousClock.now + TestTime.hang
-        while zombies(ofGroup: group) > 0 && ContinuousClock.now < end { try await Task.sleep(for: .milliseconds(10)) }
-        #expect(zombies(ofGroup: group) == 0, "zombies of the run's group left as children of this process")
+        while zombieChildren(ofGroup: group) > 0 && ContinuousClock.now < end { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(zombieChildren(ofGroup: group) == 0, "zombies of the run's group left as children of this process")
     }
 
     /// The presets that restrict processes refuse CLONE_PARENT.
@@ -425,4 +403,16 @@ struct CloneParentTests {
         let (line, _) = try await SysProbe.run(["clone-parent", "1"], filter: .preset(preset))
         #expect(line == "clone-parent errno \(EPERM)")
     }
+}
+
+/// This process's zombie children whose process group is `group`.
+private func zombieChildren(ofGroup group: pid_t) -> Int {
+    guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return 0 }
+    return entries.compactMap { pid_t($0) }.filter { pid in
+        guard let stat = ProcFS.readFile("/proc/\(pid)/stat") else { return false }
+        let text = String(decoding: stat, as: UTF8.self)
+        guard let close = text.lastIndex(of: ")") else { return false }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        return fields.count > 3 && fields[0] == "Z" && fields[1] == "\(getpid())" && fields[2] == "\(group)"
+    }.count
 }

@@ -106,21 +106,13 @@ final class Reactor: Sendable {
         wakeFD = wake
         nullFD = Locked(null)
         _ = cspawn_epoll_add_level(epollFD, wakeFD)
-        let box = Unmanaged.passRetained(ThreadStart { [self] in self.loop() })
-        var thread = pthread_t()
-        let r = pthread_create(&thread, nil, { raw in
-            let start = Unmanaged<ThreadStart>.fromOpaque(raw!).takeRetainedValue()
-            start.body()
-            return nil
-        }, box.toOpaque())
+        let r = ThreadStart.detached { [self] in self.loop() }
         if r != 0 {
-            box.release()
             close(ep)
             close(wake)
             close(null)
             throw SpawnError.system("reactor: pthread_create", r)
         }
-        pthread_detach(thread)
     }
 
     // MARK: The thread
@@ -373,9 +365,27 @@ final class Reactor: Sendable {
     }
 }
 
+/// A thread of the library's own (the reactor, the spawners), which never exits.
 final class ThreadStart {
     let body: () -> Void
     init(_ body: @escaping () -> Void) { self.body = body }
+
+    /// Starts a detached thread running `body`; returns 0 or pthread_create's error.
+    static func detached(_ body: @escaping () -> Void) -> Int32 {
+        let box = Unmanaged.passRetained(ThreadStart(body))
+        var thread = pthread_t()
+        let r = pthread_create(&thread, nil, { raw in
+            let start = Unmanaged<ThreadStart>.fromOpaque(raw!).takeRetainedValue()
+            start.body()
+            return nil
+        }, box.toOpaque())
+        if r != 0 {
+            box.release()
+            return r
+        }
+        pthread_detach(thread)
+        return 0
+    }
 }
 
 /// The reactor's timers: a binary min-heap of deadlines; a cancelled timer

@@ -125,20 +125,12 @@ final class Spawner: @unchecked Sendable {
         watch.initialize(to: cspawn_watch(target: -1, is_pid: 0, state: 0, killed: 0))
         state.workers.append(Worker(watch: WatchPointer(pointer: watch), current: nil))
         let index = state.workers.count - 1
-        let box = Unmanaged.passRetained(ThreadStart { [self] in self.work(index) })
-        var thread = pthread_t()
-        let r = pthread_create(&thread, nil, { raw in
-            let start = Unmanaged<ThreadStart>.fromOpaque(raw!).takeRetainedValue()
-            start.body()
-            return nil
-        }, box.toOpaque())
+        let r = ThreadStart.detached { [self] in self.work(index) }
         if r != 0 {
-            box.release()
             _ = state.workers.popLast()
             watch.deallocate()
             throw SpawnError.system("spawner: pthread_create", r)
         }
-        pthread_detach(thread)
     }
 
     private func work(_ index: Int) {
