@@ -76,7 +76,7 @@ final class PreparedSpawn: @unchecked Sendable {
         config.keep_count = Int32(keep.count)
 
         config.no_new_privs = noNewPrivs ? 1 : 0
-        config.test_stop_before_exec = testStopBeforeExec ? 1 : 0
+        config.test_stop_before_exec = testStopBeforeExec || TestSwitches.stopBeforeExec ? 1 : 0
         config.test_fallbacks = TestSwitches.forcedFallbacks.load(ordering: .relaxed)
         if let bpf, !bpf.isEmpty {
             let raw = UnsafeMutableRawPointer.allocate(byteCount: bpf.count, alignment: 8)
@@ -213,4 +213,12 @@ enum TestSwitches {
     }())
 
     static let allFallbacks = Int32(CSPAWN_TEST_FALLBACK_CLOSE_RANGE)
+
+    /// `ASYNCSPAWN_TEST_STOP_BEFORE_EXEC=1`: every child stops itself right before
+    /// its exec, as an attacker of its uid would stop it (CLI tests of the
+    /// pre-exec watchdog; library tests use `Configuration.testStopBeforeExec`).
+    static let stopBeforeExec: Bool = {
+        guard let value = getenv("ASYNCSPAWN_TEST_STOP_BEFORE_EXEC") else { return false }
+        return String(cString: value) == "1"
+    }()
 }
