@@ -1,4 +1,5 @@
 import AsyncSpawn
+import Logging
 
 #if canImport(Glibc)
     import Glibc
@@ -24,16 +25,18 @@ public enum RunEvent: Sendable {
 /// request's limits and the server's fixed restrictions.
 public struct Sandbox: Sendable {
     let settings: ServerSettings
-    /// The scratch root (exists).
-    let scratchRoot: String
+    /// The scratch root (open and checked).
+    let scratchRoot: ScratchRoot
     /// Interpreter paths by language; a language missing here is not available.
     var interpreters: [Language: String]
     /// The ids children run as (nil: the server's own, when it is not root).
     let credentials: (uid: UInt32, gid: UInt32)?
+    let logger: Logger
 
-    init(settings: ServerSettings, scratchRoot: String, interpreters: [Language: String] = [:]) {
+    init(settings: ServerSettings, scratchRoot: ScratchRoot, logger: Logger, interpreters: [Language: String] = [:]) {
         self.settings = settings
         self.scratchRoot = scratchRoot
+        self.logger = logger
         self.interpreters = interpreters
         self.credentials = geteuid() == 0 ? (settings.sandboxUserID, settings.sandboxGroupID) : nil
     }
