@@ -10,7 +10,8 @@
 /// given to that user with `fchown` on that descriptor: whatever happens to the
 /// name meanwhile, only the directory this server made changes owner.
 ///
-/// The descriptor stays open until the directory is removed.
+/// The descriptor stays open until ``ScratchRemover`` has removed the directory
+/// (which closes it): removal starts from the very directory that was made.
 struct ScratchDirectory: Sendable {
     let root: ScratchRoot
     /// Its name in the root (letters and digits: made here).
@@ -74,34 +75,20 @@ struct ScratchDirectory: Sendable {
         fchmod(fd, 0o644)
     }
 
-    /// Removes the directory and everything the run left in it, whatever modes it
-    /// set, and closes its descriptor.
-    func remove() {
-        ScratchDirectory.removeTree(path)
-        close(descriptor)
-    }
-
-    /// Like `rm -rf`, but also through directories the run made unreadable (chmod 000):
-    /// without root's CAP_DAC_OVERRIDE those need their mode restored first.
-    static func removeTree(_ path: String) {
-        var info = stat()
-        guard lstat(path, &info) == 0 else { return }
-        if (info.st_mode & S_IFMT) == S_IFDIR {
-            chmod(path, 0o700)
-            if let dir = opendir(path) {
-                var names: [String] = []
-                while let entry = readdir(dir) {
-                    let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                        String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
-                    }
-                    if name != "." && name != ".." { names.append(name) }
-                }
-                closedir(dir)
-                for name in names { removeTree("\(path)/\(name)") }
-            }
-            rmdir(path)
-        } else {
-            unlink(path)
+    /// Removes everything in the directory, then the directory, and closes its
+    /// descriptor. Blocking: call it on ``ScratchRemover``'s thread only, once no
+    /// process of the run is left. Returns what could not be removed.
+    func removeNow() -> TreeRemoval.Problems {
+        defer { close(descriptor) }
+        var problems = TreeRemoval.Problems()
+        // A few rounds: something written meanwhile (by another run of the same
+        // uid, which knows the path) is found by the next one.
+        for _ in 0..<3 {
+            problems = TreeRemoval.empty(descriptor)
+            if unlinkat(root.descriptor, name, AT_REMOVEDIR) == 0 || errno == ENOENT { return problems }
+            guard errno == ENOTEMPTY || errno == EEXIST else { break }
         }
+        problems.append("removing \(path): \(errorText())")
+        return problems
     }
 }

@@ -117,10 +117,14 @@ final class ScratchRoot: Sendable {
     }
 
     /// Removes the root and everything in it, if this server made it (at exit,
-    /// once no run is left).
-    func removeIfMade() {
-        guard made != nil else { return }
-        ScratchDirectory.removeTree(path)
+    /// once no run is left). Returns what could not be removed.
+    func removeIfMade() -> TreeRemoval.Problems {
+        guard let made else { return TreeRemoval.Problems() }
+        var problems = TreeRemoval.empty(descriptor)
+        if unlinkat(made.parent, made.name, AT_REMOVEDIR) != 0 {
+            problems.append("removing the scratch root \(path): \(errorText())")
+        }
+        return problems
     }
 
     /// The root itself: a directory of the server's uid that nobody else may write.

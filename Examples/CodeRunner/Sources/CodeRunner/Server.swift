@@ -57,9 +57,10 @@ public struct CodeRunnerServer: Sendable {
             logger: logger)
     }
 
-    /// Removes the scratch root if this server made it.
+    /// Removes the scratch root if this server made it (on the removal thread).
     static func removeScratchRoot(_ root: ScratchRoot, logger: Logger) async {
-        root.removeIfMade()
+        let problems = await ScratchRemover.shared.perform { root.removeIfMade() }
+        if !problems.isEmpty { logger.error("the scratch root \(root.path) was not entirely removed: \(problems)") }
     }
 
     /// The directory runs are created in.
