@@ -77,20 +77,21 @@ enum Interpreters {
         } catch {
             return .failure("\(error)")
         }
-        defer { scratch.remove() }
         var limits = sandbox.settings.defaults
         limits.wallSeconds = max(limits.wallSeconds, 10)
         limits.cpuSeconds = max(limits.cpuSeconds, 5)
         let config = sandbox.configuration(
             executable: executable, arguments: arguments,
             directory: scratch.path, limits: limits)
+        let result: RunResult
         do {
-            let result = try await run(config)
-            if result.termination == .exited(0) { return .success }
-            return .failure(
-                "\(result.outcome.rawValue) \(result.termination): \(result.standardErrorString.prefix(300))")
+            result = try await run(config)
         } catch {
+            await sandbox.release(scratch, group: nil)
             return .failure("\(error)")
         }
+        await sandbox.release(scratch, group: result.processID)
+        if result.termination == .exited(0) { return .success }
+        return .failure("\(result.outcome.rawValue) \(result.termination): \(result.standardErrorString.prefix(300))")
     }
 }

@@ -1,4 +1,5 @@
 import AsyncSpawn
+import Logging
 
 #if canImport(Glibc)
     import Glibc
@@ -24,16 +25,22 @@ public enum RunEvent: Sendable {
 /// request's limits and the server's fixed restrictions.
 public struct Sandbox: Sendable {
     let settings: ServerSettings
-    /// The scratch root (exists).
-    let scratchRoot: String
+    /// The scratch root (open and checked).
+    let scratchRoot: ScratchRoot
     /// Interpreter paths by language; a language missing here is not available.
     var interpreters: [Language: String]
     /// The ids children run as (nil: the server's own, when it is not root).
     let credentials: (uid: UInt32, gid: UInt32)?
+    let logger: Logger
 
-    init(settings: ServerSettings, scratchRoot: String, interpreters: [Language: String] = [:]) {
+    /// How long removal waits for a run's killed processes to be gone before it
+    /// goes ahead anyway (they have SIGKILL pending and run no code of theirs).
+    static let groupExitBound: Duration = .seconds(10)
+
+    init(settings: ServerSettings, scratchRoot: ScratchRoot, logger: Logger, interpreters: [Language: String] = [:]) {
         self.settings = settings
         self.scratchRoot = scratchRoot
+        self.logger = logger
         self.interpreters = interpreters
         self.credentials = geteuid() == 0 ? (settings.sandboxUserID, settings.sandboxGroupID) : nil
     }
@@ -103,22 +110,25 @@ public struct Sandbox: Sendable {
     /// Runs a job to its end: its report, or a `spawn_failed` report when the child
     /// could not be started. `onEvent` sees output chunks as they are read.
     /// Cancellation tears the child's group down at once and throws `CancellationError`
-    /// once the child is reaped; the scratch directory is removed in every case.
+    /// once the child is reaped; the scratch directory is removed in every case,
+    /// after the run's processes are gone (see ``release(_:group:)``).
     func run(_ job: RunJob, onEvent: (@Sendable (RunEvent) -> Void)? = nil) async throws -> RunReport {
         guard let interpreter = interpreters[job.language] else {
             throw BadRequest("language '\(job.language.rawValue)' is not available on this server")
         }
         let scratch = try ScratchDirectory.create(in: scratchRoot, owner: credentials)
-        defer { scratch.remove() }
-        try scratch.writeFile(job.language.fileName, Array(job.source.utf8))
-        var config = configuration(
-            executable: interpreter,
-            arguments: job.language.arguments(sourcePath: "\(scratch.path)/\(job.language.fileName)"),
-            directory: scratch.path, limits: job.limits)
-        let stdin = job.stdin
-        if stdin != nil { config.standardInput = .pipe }
+        var leader: Int32? = nil
+        let outcome: Result<RunReport, any Error>
         do {
+            try scratch.writeFile(job.language.fileName, Array(job.source.utf8))
+            var config = configuration(
+                executable: interpreter,
+                arguments: job.language.arguments(sourcePath: "\(scratch.path)/\(job.language.fileName)"),
+                directory: scratch.path, limits: job.limits)
+            let stdin = job.stdin
+            if stdin != nil { config.standardInput = .pipe }
             let (collected, report) = try await withChildProcess(config) { child in
+                leader = child.processID
                 onEvent?(.started(pid: child.processID))
                 return try await withThrowingTaskGroup(of: Void.self) { group in
                     if let stdin {
@@ -138,11 +148,32 @@ public struct Sandbox: Sendable {
                     return (o, e, child.standardOutput.truncated, child.standardError.truncated)
                 }
             }
-            return RunReport(
-                report: report, stdout: collected.0, stderr: collected.1,
-                stdoutTruncated: collected.2, stderrTruncated: collected.3, limits: job.limits)
+            outcome = .success(
+                RunReport(
+                    report: report, stdout: collected.0, stderr: collected.1,
+                    stdoutTruncated: collected.2, stderrTruncated: collected.3, limits: job.limits))
         } catch let error as SpawnError where Sandbox.isSpawnFailure(error) {
-            return RunReport(spawnFailure: error, limits: job.limits)
+            outcome = .success(RunReport(spawnFailure: error, limits: job.limits))
+        } catch {
+            outcome = .failure(error)
+        }
+        await release(scratch, group: leader)
+        return try outcome.get()
+    }
+
+    /// Removes a run's scratch directory: once no process of the run's group
+    /// (`group`, the first process's pid; nil when none was started) is alive,
+    /// on ``ScratchRemover``'s thread, walking by descriptor (``TreeRemoval``).
+    /// The caller's task waits without holding a thread of the pool.
+    func release(_ scratch: ScratchDirectory, group: Int32?) async {
+        if let group, await !RunGroup.waitUntilEmpty(group, within: Sandbox.groupExitBound) {
+            logger.warning(
+                "processes of group \(group) still exist \(Sandbox.groupExitBound) after their SIGKILL; removing \(scratch.path) anyway"
+            )
+        }
+        let problems = await ScratchRemover.shared.perform { scratch.removeNow() }
+        if !problems.isEmpty {
+            logger.error("\(scratch.path) was not entirely removed: \(problems)")
         }
     }
 

@@ -16,25 +16,31 @@ public struct CodeRunnerServer: Sendable {
     let sandbox: Sandbox
     let slots: RunSlots
     let logger: Logger
-    /// True when the scratch root was made by this server (and is removed at exit).
-    let ownsScratchRoot: Bool
 
-    /// Prepares the scratch root and finds the interpreters (runs a probe of each
-    /// in the sandbox): once this returns, the server can answer runs.
+    /// Opens (or makes) and checks the scratch root, and finds the interpreters
+    /// (runs a probe of each in the sandbox): once this returns, the server can
+    /// answer runs.
     public static func prepare(_ settings: ServerSettings, logger: Logger) async throws -> CodeRunnerServer {
         if let problem = settings.validationError() { throw ServerError(problem) }
-        let (root, owned) = try makeScratchRoot(settings.scratchRoot)
-        var sandbox = Sandbox(settings: settings, scratchRoot: root)
-        var info = stat()
-        if let credentials = sandbox.credentials, stat(root, &info) == 0, info.st_mode & S_IXOTH == 0 {
-            // The runs' user must pass through it to reach its own run directory.
-            if owned { ScratchDirectory.removeTree(root) }
-            throw ServerError("the scratch root \(root) must be searchable by uid \(credentials.uid) (chmod o+x)")
+        let root: ScratchRoot
+        do {
+            let temporary = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+            root = try ScratchRoot.open(given: settings.scratchRoot, temporaryDirectory: temporary)
+        } catch {
+            throw ServerError(error.description)
         }
+        var sandbox = Sandbox(settings: settings, scratchRoot: root, logger: logger)
+        var info = stat()
+        if let credentials = sandbox.credentials, fstat(root.descriptor, &info) == 0, info.st_mode & S_IXOTH == 0 {
+            // The runs' user must pass through it to reach its own run directory.
+            await Self.removeScratchRoot(root, logger: logger)
+            throw ServerError("the scratch root \(root.path) must be searchable by uid \(credentials.uid) (chmod o+x)")
+        }
+        logger.info("scratch root \(root.path)\(root.made == nil ? "" : " (made at start, removed at exit)")")
         sandbox.interpreters = await Interpreters.resolve(
             sandbox: sandbox, explicitPython: settings.python, logger: logger)
         if let explicit = settings.python, sandbox.interpreters[.python3] == nil {
-            if owned { ScratchDirectory.removeTree(root) }
+            await Self.removeScratchRoot(root, logger: logger)
             throw ServerError("--python \(explicit) does not run in the sandbox (see the log above)")
         }
         for language in Language.allCases {
@@ -48,16 +54,21 @@ public struct CodeRunnerServer: Sendable {
         return CodeRunnerServer(
             settings: settings, sandbox: sandbox,
             slots: RunSlots(capacity: settings.maxConcurrentRuns, maxQueued: settings.maxQueuedRuns),
-            logger: logger, ownsScratchRoot: owned)
+            logger: logger)
+    }
+
+    /// Removes the scratch root if this server made it (on the removal thread).
+    static func removeScratchRoot(_ root: ScratchRoot, logger: Logger) async {
+        let problems = await ScratchRemover.shared.perform { root.removeIfMade() }
+        if !problems.isEmpty { logger.error("the scratch root \(root.path) was not entirely removed: \(problems)") }
     }
 
     /// The directory runs are created in.
-    public var scratchRoot: String { sandbox.scratchRoot }
+    public var scratchRoot: String { sandbox.scratchRoot.path }
 
     /// Serves until SIGINT/SIGTERM (graceful: running requests finish), then removes
     /// the scratch root if it made it. `onListening` gets the bound port.
     public func run(onListening: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
-        defer { if ownsScratchRoot { ScratchDirectory.removeTree(sandbox.scratchRoot) } }
         let app = Application(
             router: makeRouter(),
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "code-runner"),
@@ -66,7 +77,13 @@ public struct CodeRunnerServer: Sendable {
             },
             logger: logger
         )
-        try await app.runService()
+        do {
+            try await app.runService()
+        } catch {
+            await Self.removeScratchRoot(sandbox.scratchRoot, logger: logger)
+            throw error
+        }
+        await Self.removeScratchRoot(sandbox.scratchRoot, logger: logger)
     }
 
     func makeRouter() -> Router<BasicRequestContext> {
@@ -235,29 +252,6 @@ public struct CodeRunnerServer: Sendable {
 
     static func sse(_ event: String, _ data: String) -> String {
         "event: \(event)\ndata: \(data)\n\n"
-    }
-
-    static func makeScratchRoot(_ given: String?) throws -> (String, Bool) {
-        let path: String
-        if let given {
-            path = given
-        } else {
-            let tmp = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
-            path = "\(tmp)/code-runner-\(getpid())"
-        }
-        var info = stat()
-        if stat(path, &info) == 0 {
-            guard (info.st_mode & S_IFMT) == S_IFDIR else {
-                throw ServerError("scratch root \(path) is not a directory")
-            }
-            return (path, false)
-        }
-        // 0711: the sandbox user may traverse it to its own run directory, not list it.
-        guard mkdir(path, 0o711) == 0 else {
-            throw ServerError("cannot create the scratch root \(path): \(ScratchDirectory.errorText())")
-        }
-        chmod(path, 0o711)
-        return (path, true)
     }
 }
 

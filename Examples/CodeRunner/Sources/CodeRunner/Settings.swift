@@ -47,7 +47,11 @@ public struct ServerSettings: Sendable {
     public var maxBodyBytes: Int = 1 << 20
 
     /// Where per-request scratch directories are created (one per run, always removed).
-    /// nil: `$TMPDIR/code-runner-<pid>` (or /tmp), created at start and removed at exit.
+    /// Must be owned by the server's uid, writable by nobody else, not a symlink,
+    /// with every directory above it writable by nobody else (or sticky): else the
+    /// server does not start (see ``ScratchRoot``). Made (and removed at exit) if missing.
+    /// nil: a fresh `$TMPDIR/code-runner-<random>` (or under /tmp), made at start and
+    /// removed at exit.
     public var scratchRoot: String? = nil
 
     /// The user and group the children run as when the server runs as root.

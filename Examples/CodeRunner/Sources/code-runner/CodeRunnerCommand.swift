@@ -62,7 +62,10 @@ struct CodeRunnerCommand: AsyncParsableCommand {
     @Option(help: "Seconds a request waits for a run slot before it gets 503.") var queueTimeoutSeconds = 10.0
     @Option(help: "Largest request body (bytes; K/M/G); larger gets 413.") var maxBodyBytes = ByteCount(1 << 20)
 
-    @Option(help: "Directory for per-run scratch directories (default: $TMPDIR/code-runner-PID, removed at exit).")
+    @Option(
+        help:
+            "Directory for per-run scratch directories: owned by this server's uid, writable by nobody else, not a symlink (default: a fresh $TMPDIR/code-runner-XXXXXXXXXXXX, removed at exit)."
+    )
     var scratchRoot: String?
     @Option(help: "User id children run as when the server runs as root.") var uid: UInt32 = 65534
     @Option(help: "Group id children run as when the server runs as root.") var gid: UInt32 = 65534

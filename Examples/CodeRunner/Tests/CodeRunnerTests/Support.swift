@@ -195,51 +195,131 @@ func makeTemporaryDirectory(_ prefix: String) throws -> String {
     return path
 }
 
+/// Where a test server keeps its runs' scratch directories.
+enum ScratchChoice: Sendable {
+    /// A fresh directory the test makes (owned by the test's uid, mode 0711) and
+    /// gives as `--scratch-root`; checked empty after the test.
+    case fresh
+    /// No `--scratch-root`: the server makes its own under `temporaryDirectory`
+    /// (its `TMPDIR`). The test finds it as the one new entry there.
+    case serverDefault(temporaryDirectory: String)
+}
+
+/// How a test server is started, beyond its options.
+struct Launch: Sendable {
+    /// Where its scratch root is.
+    var scratch: ScratchChoice = .fresh
+    /// A shell command the server's process runs before it becomes the server
+    /// (`ulimit -n 200`): the server is started as `sh -c 'PREFIX; exec server ...'`.
+    var shellPrefix: String? = nil
+    /// Called with the server's pid before the server runs (its process waits,
+    /// in `sh`, until this returns: the pid is known before the server exists).
+    var beforeStart: (@Sendable (Int32) async throws -> Void)? = nil
+    /// Runs the server as this uid and gid (through `setpriv`, from a root test
+    /// process), with a ``ScratchChoice/fresh`` scratch root of that uid.
+    var user: UInt32? = nil
+}
+
+/// What a server printed on its stdout (the "listening" line), filled by a
+/// readability handler.
+final class PrintedText: Sendable {
+    private let text = Mutex<String>("")
+    func append(_ more: String) { text.withLock { $0 += more } }
+    var value: String { text.withLock { $0 } }
+}
+
+/// Starts the `code-runner` binary with `arguments` as `launch` says; the process
+/// is running (or held) when this returns. The caller owns the process.
+private func startServerProcess(
+    _ arguments: [String], launch: Launch, logPath: String, printed: PrintedText
+) throws -> (Process, Pipe?) {
+    let process = Process()
+    var environment = ProcessInfo.processInfo.environment
+    if case .serverDefault(let temporaryDirectory) = launch.scratch { environment["TMPDIR"] = temporaryDirectory }
+    process.environment = environment
+    var prefix: [String] = []
+    if let shellPrefix = launch.shellPrefix { prefix.append(shellPrefix) }
+    if launch.beforeStart != nil { prefix.append("read line") }
+    let user = launch.user.map { "setpriv --reuid=\($0) --regid=\($0) --clear-groups " } ?? ""
+    if prefix.isEmpty && user.isEmpty {
+        process.executableURL = URL(fileURLWithPath: serverBinary())
+        process.arguments = arguments
+    } else {
+        // exec (and setpriv's) keep the pid: the shell's pid is the server's.
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments =
+            ["-c", (prefix + ["exec \(user)\"$0\" \"$@\""]).joined(separator: " && "), serverBinary()] + arguments
+    }
+    let stdout = Pipe()
+    process.standardOutput = stdout
+    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+    let hold = launch.beforeStart == nil ? nil : Pipe()
+    if let hold {
+        process.standardInput = hold
+    } else {
+        process.standardInput = FileHandle.nullDevice
+    }
+    stdout.fileHandleForReading.readabilityHandler = { handle in
+        let data = handle.availableData
+        if data.isEmpty {
+            handle.readabilityHandler = nil
+        } else {
+            printed.append(String(decoding: data, as: UTF8.self))
+        }
+    }
+    try process.run()
+    return (process, hold)
+}
+
 /// Starts a server, waits until it prints its port and answers /health, runs `body`,
 /// checks that no scratch directory is left, and stops the server (whatever happens).
 ///
 /// A run that gives no wall limit gets ``TestTime/hang`` (a run meant to end by
 /// itself is not cut short on a loaded machine), and a request may ask for up to
 /// ``TestTime/childLifetime`` (a run that something else must end).
-func withServer(_ arguments: [String] = [], _ body: (RunningServer) async throws -> Void) async throws {
+func withServer(
+    _ arguments: [String] = [], launch: Launch = Launch(), _ body: (RunningServer) async throws -> Void
+) async throws {
     let work = try makeTemporaryDirectory("code-runner-test")
-    let scratch = work + "/scratch"
-    try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: false)
-    chmod(scratch, 0o711)
+    var scratch = ""
+    var scratchArguments: [String] = []
+    if case .fresh = launch.scratch {
+        scratch = work + "/scratch"
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: false)
+        chmod(scratch, 0o711)
+        if let user = launch.user { chown(scratch, user, user) }
+        scratchArguments = ["--scratch-root", scratch]
+    }
     let logPath = work + "/server.log"
     _ = FileManager.default.createFile(atPath: logPath, contents: nil)
 
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: serverBinary())
-    process.arguments =
+    let printed = PrintedText()
+    let (process, hold) = try startServerProcess(
         [
-            "--host", "127.0.0.1", "--port", "0", "--scratch-root", scratch,
+            "--host", "127.0.0.1", "--port", "0",
             "--default-wall-seconds", "\(TestTime.hang.inSeconds)",
             "--max-wall-seconds", "\(TestTime.childLifetime.inSeconds)",
-        ] + arguments
-    let stdout = Pipe()
-    process.standardOutput = stdout
-    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-    process.standardInput = FileHandle.nullDevice
-    let printed = Mutex<String>("")
-    stdout.fileHandleForReading.readabilityHandler = { handle in
-        let data = handle.availableData
-        if data.isEmpty {
-            handle.readabilityHandler = nil
-        } else {
-            printed.withLock { $0 += String(decoding: data, as: UTF8.self) }
-        }
-    }
-    try process.run()
+        ] + scratchArguments + arguments, launch: launch, logPath: logPath, printed: printed)
 
     var server: RunningServer? = nil
     do {
+        var entriesBefore: Set<String> = []
+        if case .serverDefault(let temporaryDirectory) = launch.scratch {
+            entriesBefore = Set((try? FileManager.default.contentsOfDirectory(atPath: temporaryDirectory)) ?? [])
+        }
+        if let beforeStart = launch.beforeStart, let hold {
+            try await beforeStart(process.processIdentifier)
+            if case .serverDefault(let temporaryDirectory) = launch.scratch {
+                entriesBefore = Set((try? FileManager.default.contentsOfDirectory(atPath: temporaryDirectory)) ?? [])
+            }
+            hold.fileHandleForWriting.write(Data("go\n".utf8))
+        }
         // The port, from "code-runner listening on http://127.0.0.1:PORT".
         // Generous (TestTime.serverStart): at startup the server probes its interpreters.
         let deadline = ContinuousClock.now + TestTime.serverStart
         var port: Int? = nil
         while port == nil && ContinuousClock.now < deadline && process.isRunning {
-            let text = printed.withLock { $0 }
+            let text = printed.value
             if let range = text.range(of: "listening on http://127.0.0.1:") {
                 let digits = text[range.upperBound...].prefix { $0.isNumber }
                 port = Int(digits)
@@ -250,6 +330,12 @@ func withServer(_ arguments: [String] = [], _ body: (RunningServer) async throws
         guard let port else {
             let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
             throw TestFailure.message("the server did not start: \(log)")
+        }
+        if case .serverDefault(let temporaryDirectory) = launch.scratch {
+            // The one entry the server made in its TMPDIR (none if it used one it found).
+            let after = Set((try? FileManager.default.contentsOfDirectory(atPath: temporaryDirectory)) ?? [])
+            let made = after.subtracting(entriesBefore)
+            if made.count == 1, let name = made.first { scratch = temporaryDirectory + "/" + name }
         }
         let running = RunningServer(process: process, port: port, scratchRoot: scratch, logPath: logPath)
         server = running
@@ -270,6 +356,33 @@ func withServer(_ arguments: [String] = [], _ body: (RunningServer) async throws
     }
     await server?.stop()
     try? FileManager.default.removeItem(atPath: work)
+}
+
+/// Starts a server that must refuse to start (its scratch root is wrong, say):
+/// waits (bounded by ``TestTime/serverStart``) for it to exit, and returns its exit
+/// status and log. A server that starts listening instead is stopped and fails
+/// the test.
+func serverRefusal(_ arguments: [String]) async throws -> (status: Int32, log: String) {
+    let work = try makeTemporaryDirectory("code-runner-test")
+    defer { try? FileManager.default.removeItem(atPath: work) }
+    let logPath = work + "/server.log"
+    _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+    let printed = PrintedText()
+    let (process, _) = try startServerProcess(
+        ["--host", "127.0.0.1", "--port", "0"] + arguments, launch: Launch(), logPath: logPath, printed: printed)
+    let deadline = ContinuousClock.now + TestTime.serverStart
+    while process.isRunning && ContinuousClock.now < deadline
+        && !printed.value.contains("listening on")
+    {
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+    if process.isRunning {
+        await RunningServer(process: process, port: 0, scratchRoot: "", logPath: logPath).stop()
+        throw TestFailure.message("the server started with \(arguments): \(log)")
+    }
+    process.waitUntilExit()
+    return (process.terminationStatus, log)
 }
 
 /// True while `pid` exists and is not a zombie (a torn-down grandchild may stay a
