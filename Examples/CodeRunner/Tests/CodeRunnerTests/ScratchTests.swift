@@ -76,7 +76,10 @@ extension CodeRunnerTests {
                             """,
                         limits: [
                             "wall_seconds": (TestTime.hang * 2).inSeconds, "cpu_seconds": TestTime.hang.inSeconds,
-                        ]))
+                        ]),
+                    // Past run B's own deadline: when run A's directory stays (as it
+                    // did), B still reports, and the victim is checked.
+                    timeout: TestTime.hang * 2)
             }
             #expect(try await server.waitUntilRunning(1), "run B never started")
             let a = try await server.run(
