@@ -71,9 +71,13 @@ enum Interpreters {
     /// seccomp filter) in a scratch directory of its own.
     static func probe(_ sandbox: Sandbox, executable: String, arguments: [String]) async -> ProbeResult {
         guard access(executable, X_OK) == 0 else { return .failure("not an executable file") }
+        // The probe runs as a run would: as a uid of the pool.
+        let user = sandbox.users.flatMap { $0.acquire() }
+        if sandbox.users != nil && user == nil { return .failure("no free user id in the pool") }
+        defer { if let user { sandbox.users?.release(user) } }
         let scratch: ScratchDirectory
         do {
-            scratch = try ScratchDirectory.create(in: sandbox.scratchRoot, owner: sandbox.credentials)
+            scratch = try ScratchDirectory.create(in: sandbox.scratchRoot, owner: user.map { ($0, $0) })
         } catch {
             return .failure("\(error)")
         }
@@ -82,7 +86,7 @@ enum Interpreters {
         limits.cpuSeconds = max(limits.cpuSeconds, 5)
         let config = sandbox.configuration(
             executable: executable, arguments: arguments,
-            directory: scratch.path, limits: limits)
+            directory: scratch.path, limits: limits, user: user)
         let result: RunResult
         do {
             result = try await run(config)

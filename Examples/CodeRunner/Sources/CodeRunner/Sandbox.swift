@@ -29,8 +29,9 @@ public struct Sandbox: Sendable {
     let scratchRoot: ScratchRoot
     /// Interpreter paths by language; a language missing here is not available.
     var interpreters: [Language: String]
-    /// The ids children run as (nil: the server's own, when it is not root).
-    let credentials: (uid: UInt32, gid: UInt32)?
+    /// The user ids runs get, one of its own per run (nil: the server's own ids,
+    /// when it is not root).
+    let users: UserPool?
     let logger: Logger
 
     /// How long removal waits for a run's killed processes to be gone before it
@@ -42,20 +43,22 @@ public struct Sandbox: Sendable {
         self.scratchRoot = scratchRoot
         self.logger = logger
         self.interpreters = interpreters
-        self.credentials = geteuid() == 0 ? (settings.sandboxUserID, settings.sandboxGroupID) : nil
+        self.users = geteuid() == 0 ? UserPool(settings.sandboxUserIDs) : nil
     }
 
     /// The system-call filter of every run:
     /// - `noNetwork`: no sockets but AF_UNIX (the point of the exercise);
-    /// - `noProcessInspection`: no ptrace / process_vm_* / kcmp / pidfd_getfd — all runs
-    ///   share one uid, so without it a run could attach to another run's process;
+    /// - `noProcessInspection`: no ptrace / process_vm_* / kcmp / pidfd_getfd (each run
+    ///   has a uid of its own, which already keeps it from another run's processes;
+    ///   this is a second wall, and the only one when the server is not root);
     /// - `noAdministration`: mounts, namespaces, modules, bpf, perf (refused to an
     ///   unprivileged uid anyway; this also covers a server not running as root);
     /// - `setsid` and `setpgid` refused: a process of the run cannot leave the run's
     ///   process group, so the group teardown (timeout, limits, cancellation, exit)
     ///   reaches everything the run started. (The library makes the child a session
     ///   leader before the filter is loaded.)
-    /// - `kill(-1, …)` refused: one run cannot signal every process of the shared uid.
+    /// - `kill(-1, …)` refused: a run cannot signal every process of its uid at once
+    ///   (with a server that is not root, the server's own uid).
     /// Not `noNewProcesses` (sh needs fork; RLIMIT_NPROC bounds it), nor
     /// `readOnlyFilesystem` (a run may write scratch files, bounded by RLIMIT_FSIZE).
     static let filter: SeccompFilter = {
@@ -74,7 +77,9 @@ public struct Sandbox: Sendable {
     }()
 
     /// The AsyncSpawn configuration for one run.
-    func configuration(executable: String, arguments: [String], directory: String, limits: RunLimits) -> Configuration {
+    func configuration(
+        executable: String, arguments: [String], directory: String, limits: RunLimits, user: UInt32?
+    ) -> Configuration {
         var config = Configuration(executable: executable, arguments: arguments)
         config.workingDirectory = directory
         config.environment = .custom([
@@ -84,8 +89,8 @@ public struct Sandbox: Sendable {
             "LANG": "C.UTF-8",
         ])
         config.processGroup = .newSession
-        if let credentials {
-            config.credentials = Credentials(userID: credentials.uid, groupID: credentials.gid, supplementaryGroups: [])
+        if let user {
+            config.credentials = Credentials(userID: user, groupID: user, supplementaryGroups: [])
             // Per user and not enforced for root: only meaningful with the uid drop.
             config.limits.processes = .count(UInt64(settings.processLimit))
         }
@@ -116,7 +121,15 @@ public struct Sandbox: Sendable {
         guard let interpreter = interpreters[job.language] else {
             throw BadRequest("language '\(job.language.rawValue)' is not available on this server")
         }
-        let scratch = try ScratchDirectory.create(in: scratchRoot, owner: credentials)
+        // A uid of its own for this run, back to the pool once its directory is gone.
+        let user = try users.map { pool throws -> UInt32 in
+            guard let uid = pool.acquire() else {
+                throw BadRequest("no free user id in the pool \(pool.range) (runs that left processes behind?)")
+            }
+            return uid
+        }
+        defer { if let user { users?.release(user) } }
+        let scratch = try ScratchDirectory.create(in: scratchRoot, owner: user.map { ($0, $0) })
         var leader: Int32? = nil
         let outcome: Result<RunReport, any Error>
         do {
@@ -124,7 +137,7 @@ public struct Sandbox: Sendable {
             var config = configuration(
                 executable: interpreter,
                 arguments: job.language.arguments(sourcePath: "\(scratch.path)/\(job.language.fileName)"),
-                directory: scratch.path, limits: job.limits)
+                directory: scratch.path, limits: job.limits, user: user)
             let stdin = job.stdin
             if stdin != nil { config.standardInput = .pipe }
             let (collected, report) = try await withChildProcess(config) { child in

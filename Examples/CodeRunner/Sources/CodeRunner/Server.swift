@@ -31,10 +31,10 @@ public struct CodeRunnerServer: Sendable {
         }
         var sandbox = Sandbox(settings: settings, scratchRoot: root, logger: logger)
         var info = stat()
-        if let credentials = sandbox.credentials, fstat(root.descriptor, &info) == 0, info.st_mode & S_IXOTH == 0 {
-            // The runs' user must pass through it to reach its own run directory.
+        if let users = sandbox.users, fstat(root.descriptor, &info) == 0, info.st_mode & S_IXOTH == 0 {
+            // The runs' users must pass through it to reach their own run directories.
             await Self.removeScratchRoot(root, logger: logger)
-            throw ServerError("the scratch root \(root.path) must be searchable by uid \(credentials.uid) (chmod o+x)")
+            throw ServerError("the scratch root \(root.path) must be searchable by the runs' uids \(users.range) (chmod o+x)")
         }
         logger.info("scratch root \(root.path)\(root.made == nil ? "" : " (made at start, removed at exit)")")
         sandbox.interpreters = await Interpreters.resolve(
@@ -46,8 +46,8 @@ public struct CodeRunnerServer: Sendable {
         for language in Language.allCases {
             logger.info("\(language.rawValue): \(sandbox.interpreters[language] ?? "not available")")
         }
-        if let credentials = sandbox.credentials {
-            logger.info("children run as uid \(credentials.uid), gid \(credentials.gid)")
+        if let users = sandbox.users {
+            logger.info("each run gets a uid of its own from \(users.range) (its gid: the same number)")
         } else {
             logger.info("not root: children run with the server's uid \(geteuid())")
         }

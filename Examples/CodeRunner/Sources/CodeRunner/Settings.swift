@@ -54,14 +54,14 @@ public struct ServerSettings: Sendable {
     /// removed at exit.
     public var scratchRoot: String? = nil
 
-    /// The user and group the children run as when the server runs as root.
+    /// The user ids runs get when the server runs as root, one of its own per run
+    /// at a time (its group id is the same number): no run can signal, trace or
+    /// read another's processes or files. At least ``maxConcurrentRuns`` of them.
     /// Ignored (children keep the server's ids) when the server is not root.
-    public var sandboxUserID: UInt32 = 65534
-    /// See ``sandboxUserID``.
-    public var sandboxGroupID: UInt32 = 65534
+    public var sandboxUserIDs: ClosedRange<UInt32> = 60000...60999
 
     /// `RLIMIT_NPROC` for children, applied only with the uid drop (the count is per
-    /// user, shared by every concurrent run, and not enforced for root).
+    /// user: with a uid per run, per run; it is not enforced for root).
     public var processLimit: Int = 128
     /// `RLIMIT_NOFILE` for children.
     public var openFilesLimit: Int = 64
@@ -79,6 +79,10 @@ public struct ServerSettings: Sendable {
         if maxConcurrentRuns < 1 { return "--max-concurrent-runs must be at least 1" }
         if maxQueuedRuns < 0 { return "--max-queued-runs must not be negative" }
         if maxBodyBytes < 64 { return "--max-body-bytes must be at least 64" }
+        if sandboxUserIDs.lowerBound == 0 { return "--uid-pool must not contain uid 0" }
+        if sandboxUserIDs.count < maxConcurrentRuns {
+            return "--uid-pool holds \(sandboxUserIDs.count) ids, fewer than --max-concurrent-runs (\(maxConcurrentRuns)): each run needs one of its own"
+        }
         if processLimit < 1 || openFilesLimit < 4 || fileSizeLimit < 0 {
             return "--nproc must be at least 1, --nofile at least 4, --max-file-bytes not negative"
         }

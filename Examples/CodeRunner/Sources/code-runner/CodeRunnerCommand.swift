@@ -67,8 +67,11 @@ struct CodeRunnerCommand: AsyncParsableCommand {
             "Directory for per-run scratch directories: owned by this server's uid, writable by nobody else, not a symlink (default: a fresh $TMPDIR/code-runner-XXXXXXXXXXXX, removed at exit)."
     )
     var scratchRoot: String?
-    @Option(help: "User id children run as when the server runs as root.") var uid: UInt32 = 65534
-    @Option(help: "Group id children run as when the server runs as root.") var gid: UInt32 = 65534
+    @Option(
+        help:
+            "User ids for runs when the server runs as root, FIRST-LAST: each run gets one of its own (group id: the same number); at least --max-concurrent-runs of them."
+    )
+    var uidPool = "60000-60999"
     @Option(help: "RLIMIT_NPROC of children (only with the uid drop: it counts the user's processes).") var nproc = 128
     @Option(help: "RLIMIT_NOFILE of children.") var nofile = 64
     @Option(help: "RLIMIT_FSIZE of children: largest file a run may write (bytes; K/M/G).")
@@ -98,8 +101,13 @@ struct CodeRunnerCommand: AsyncParsableCommand {
         settings.queueTimeout = .milliseconds(Int64(queueTimeoutSeconds * 1000))
         settings.maxBodyBytes = maxBodyBytes.value
         settings.scratchRoot = scratchRoot
-        settings.sandboxUserID = uid
-        settings.sandboxGroupID = gid
+        let bounds = uidPool.split(separator: "-", omittingEmptySubsequences: false)
+        guard bounds.count == 2, let first = UInt32(bounds[0]), let last = UInt32(bounds[1]), first <= last,
+            last < UInt32.max
+        else {
+            throw ValidationError("--uid-pool must be FIRST-LAST (numeric user ids, FIRST <= LAST), not '\(uidPool)'")
+        }
+        settings.sandboxUserIDs = first...last
         settings.processLimit = nproc
         settings.openFilesLimit = nofile
         settings.fileSizeLimit = maxFileBytes.value

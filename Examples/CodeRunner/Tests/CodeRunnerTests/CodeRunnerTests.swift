@@ -66,7 +66,11 @@ struct CodeRunnerTests {
                     language: "python3", source: "import os\nprint(os.getuid(), os.getgid(), os.getgroups())\n"))
             #expect(report.outcome == "exited")
             if geteuid() == 0 {
-                #expect(report.stdout == "65534 65534 []\n")
+                // A uid of the pool (default 60000-60999), the gid the same number.
+                let ids = report.stdout.split(separator: " ")
+                let uid = ids.first.flatMap { UInt32($0) }
+                #expect(uid.map { (60000...60999).contains($0) } == true, "\(report.stdout)")
+                #expect(report.stdout == "\(uid ?? 0) \(uid ?? 0) []\n")
             } else {
                 #expect(report.stdout.hasPrefix("\(getuid()) \(getgid()) "))
             }
@@ -502,6 +506,66 @@ struct CodeRunnerTests {
                 #expect(later.outcome == "exited" && later.exit_code == 0, "run \(i): \(later)")
                 #expect(later.stdout == "2\n", "run \(i): \(later.stdout) \(later.stderr)")
             }
+        }
+    }
+
+    /// Issue 12, item 4: all runs shared uid 65534, and /proc/PID/mem is guarded
+    /// only by the same-uid rule: one run read and rewrote another's memory (on
+    /// the main of 2026-12-03 run B below signalled run A, listed its working
+    /// directory and opened its memory). Now each run has a uid of its own.
+    @Test(.enabled(if: geteuid() == 0, "uids per run need a root server"))
+    func aRunCannotReachAnotherRunsProcess() async throws {
+        let shared = try makeTemporaryDirectory("code-runner-uid-per-run")
+        chmod(shared, 0o777)
+        defer { try? FileManager.default.removeItem(atPath: shared) }
+        let pidFile = shared + "/pid"
+        try await withServer { server in
+            let victim = Task {
+                try await server.run(
+                    RunBody(
+                        language: "python3",
+                        source: """
+                            import os, time
+                            secret = 'victim-secret-' + 'x' * 10
+                            open('\(pidFile).tmp', 'w').write(str(os.getpid()))
+                            os.rename('\(pidFile).tmp', '\(pidFile)')
+                            time.sleep(\(TestTime.childSleep))
+                            """,
+                        limits: ["wall_seconds": TestTime.childLifetime.inSeconds]))
+            }
+            defer { victim.cancel() }
+            let end = ContinuousClock.now + TestTime.hang
+            while !FileManager.default.fileExists(atPath: pidFile) && ContinuousClock.now < end {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let pid = try #require(try? String(contentsOfFile: pidFile, encoding: .utf8), "the victim never started")
+            let attack = try await server.run(
+                RunBody(
+                    language: "python3",
+                    source: """
+                        import os, signal
+                        pid = \(pid)
+                        def attempt(what, f):
+                            try:
+                                f()
+                                print(what, 'ok')
+                            except OSError as e:
+                                print(what, type(e).__name__)
+                        attempt('signal', lambda: os.kill(pid, signal.SIGCONT))
+                        attempt('cwd', lambda: os.listdir('/proc/%d/cwd' % pid))
+                        attempt('mem', lambda: open('/proc/%d/mem' % pid, 'rb').close())
+                        attempt('environ', lambda: open('/proc/%d/environ' % pid, 'rb').read())
+                        print(os.getuid())
+                        """))
+            let lines = attack.stdout.split(separator: "\n").map(String.init)
+            #expect(lines.count == 5, "\(attack)")
+            for line in lines.prefix(4) {
+                #expect(line.hasSuffix("PermissionError"), "another run's process was reachable: \(line)")
+            }
+            let victimOwner = try FileManager.default.attributesOfItem(atPath: "/proc/\(pid)")[.ownerAccountID] as? NSNumber
+            #expect(lines.last != victimOwner?.stringValue, "both runs ran as uid \(lines.last ?? "?")")
+            victim.cancel()
+            _ = try? await victim.value
         }
     }
 

@@ -24,15 +24,25 @@ extension CodeRunnerTests {
     /// each of those). Now
     /// removal walks by descriptor (openat with O_NOFOLLOW, unlinkat), so a
     /// symlink is only ever unlinked, and the victim is untouched.
-    @Test func removalFollowsNoSymlinkAnotherRunSwapsIn() async throws {
+    ///
+    /// Since each run of a root server has a uid of its own (item 4), run B can
+    /// no longer enter run A's directory at all. The removal must be safe on its
+    /// own, so this test runs the server as uid 65534, whose runs share its uid,
+    /// and the victim is a directory of that uid outside every run's.
+    @Test(.enabled(if: geteuid() == 0, "starts the server as uid 65534"))
+    func removalFollowsNoSymlinkAnotherRunSwapsIn() async throws {
         let outside = try makeTemporaryDirectory("code-runner-victim")
         defer { try? FileManager.default.removeItem(atPath: outside) }
+        chmod(outside, 0o755)
         let victim = outside + "/victim"
         try FileManager.default.createDirectory(atPath: victim + "/sub", withIntermediateDirectories: true)
-        chmod(victim, 0o755)
-        chmod(victim + "/sub", 0o755)
         try "victim's secret".write(toFile: victim + "/secret", atomically: false, encoding: .utf8)
         try "victim's inner".write(toFile: victim + "/sub/inner", atomically: false, encoding: .utf8)
+        for path in [victim, victim + "/sub", victim + "/secret", victim + "/sub/inner"] {
+            chown(path, 65534, 65534)
+        }
+        chmod(victim, 0o755)
+        chmod(victim + "/sub", 0o755)
         let shared = try makeTemporaryDirectory("code-runner-shared")
         chmod(shared, 0o777)
         defer { try? FileManager.default.removeItem(atPath: shared) }
@@ -40,7 +50,8 @@ extension CodeRunnerTests {
         let targets = 50
         // Run B busy-loops for as long as the removal lasts; creating run A's files
         // took more than the default 2 s of CPU on a busy machine.
-        try await withServer(["--max-cpu-seconds", "\(Int(TestTime.hang.inSeconds))"]) { server in
+        try await withServer(["--max-cpu-seconds", "\(Int(TestTime.hang.inSeconds))"], launch: Launch(user: 65534)) {
+            server in
             let swapper = Task {
                 try await server.run(
                     RunBody(
