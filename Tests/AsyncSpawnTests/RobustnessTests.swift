@@ -325,7 +325,10 @@ struct RobustnessTests {
         let threadsBefore = Proc.threadCount()
         let sampler = ThreadCountSampler()
         let live = Box(0), peakLive = Box(0)
-        let config = Probe.config("sleep", "2")
+        // Each child lives TestTime.slack (10 s), longer than spawning 1,000 takes
+        // even with every core busy (2 s did not: under a spinner only 461 were
+        // alive at once), so that most of them do overlap.
+        let config = Probe.config("sleep", "\(TestTime.slack.inSeconds)")
         let terminations = try await withDeadline(TestTime.hang(forOperations: 1000), "1,000 concurrent children") {
             try await withThrowingTaskGroup(of: Termination.self) { group in
                 for _ in 0..<1000 {
