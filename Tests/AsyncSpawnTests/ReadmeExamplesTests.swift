@@ -25,6 +25,7 @@ import Glibc
         let (lines, report) = try await withChildProcess(config) { child in
             var lines: [String] = []
             for try await line in child.standardOutput.lines { lines.append(line) }
+            _ = try await child.wait()  // the end of stdout may come before the exit
             return lines
         }
         #expect(lines == ["1", "2", "3"])
